@@ -1,0 +1,16 @@
+"""Every /v1 route."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.exports.router import router as exports_router
+from app.jobs.router import router as jobs_router
+from app.pairs.router import router as pairs_router
+from app.projects.router import router as projects_router
+from app.prompts.router import router as prompts_router
+from app.queue.router import router as queue_router
+
+api_router = APIRouter(prefix="/v1")
+for _router in (projects_router, prompts_router, jobs_router, pairs_router, queue_router, exports_router):
+    api_router.include_router(_router)

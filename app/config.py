@@ -1,0 +1,94 @@
+"""One Settings object for the whole service (pydantic-settings, prefix REAL_)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "change-me", "changeme", "changethis", "secret", "dev-insecure-secret-key", "placeholder"}
+)
+DEV_SECRET_KEY = "dev-insecure-secret-key"
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    TEST = "test"
+    PROD = "prod"
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run safely; the message says what to change."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; read once from the environment (REAL_*) or a .env file."""
+
+    model_config = SettingsConfigDict(env_prefix="REAL_", env_file=".env", extra="ignore")
+
+    env: Environment = Environment.DEV
+    database_url: str = "sqlite:///./real-align.db"
+    broker_url: str | None = None
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    bootstrap_admin_key: SecretStr | None = None
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    embedding_threads: int = Field(default=2, ge=1, le=256)
+    db_pool_size: int = Field(default=10, ge=1, le=500)
+    db_max_overflow: int = Field(default=10, ge=0, le=500)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    export_dir: Path = Path("./exports")
+    # Prompts per embedding task: small enough that several workers share one big ingest.
+    embed_chunk_prompts: int = Field(default=64, ge=1, le=10_000)
+    max_items_per_batch: int = Field(default=500, ge=1)
+    max_responses_per_prompt: int = Field(default=16, ge=2)
+    max_text_chars: int = Field(default=100_000, ge=1)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # A prompt still waiting for embeddings after this long is re-enqueued by the reconciler.
+    reconcile_after_seconds: int = Field(default=120, ge=1)
+    reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+    log_level: str = "INFO"
+    log_json: bool | None = None
+    # SQLite is one file on one machine; a broker means workers elsewhere. Allowed only for tests.
+    allow_sqlite_with_broker: bool = False
+
+    @model_validator(mode="after")
+    def _check_safe(self) -> Settings:
+        if self.env is Environment.PROD:
+            if self.secret_key.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("REAL_SECRET_KEY is a placeholder; set a long random value in prod")
+            if len(self.secret_key.get_secret_value()) < 32:
+                raise ValueError("REAL_SECRET_KEY must be at least 32 characters in prod")
+            key = self.bootstrap_admin_key.get_secret_value() if self.bootstrap_admin_key else ""
+            if key and (key.strip().lower() in PLACEHOLDER_SECRETS or len(key) < 24):
+                raise ValueError("REAL_BOOTSTRAP_ADMIN_KEY is a placeholder or shorter than 24 characters")
+        if self.is_sqlite and self.broker_url and not self.allow_sqlite_with_broker:
+            raise ValueError(
+                "REAL_DATABASE_URL is SQLite but REAL_BROKER_URL is set: SQLite is a single local file and "
+                "cannot be shared with Celery workers on other machines. "
+                "Use Postgres with a broker, or unset "
+                "REAL_BROKER_URL to run tasks in-process."
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is a SQLite file (the embedded default)."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def embedded_tasks(self) -> bool:
+        """True when tasks run in a thread of the API process instead of Celery workers."""
+        return not self.broker_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,22 @@
+"""Import every ORM model so metadata (and Alembic) sees all tables."""
+
+from app.embeddings.models import Embedding
+from app.exports.models import ExportRun
+from app.jobs.models import Job
+from app.pairs.models import Pair, PairSlot
+from app.projects.models import Project
+from app.prompts.models import Prompt, Response
+from app.queue.models import Assignment, Label
+
+__all__ = [
+    "Assignment",
+    "Embedding",
+    "ExportRun",
+    "Job",
+    "Label",
+    "Pair",
+    "PairSlot",
+    "Project",
+    "Prompt",
+    "Response",
+]

@@ -1,0 +1,120 @@
+"""Engine and units of work: commit on success, roll back on error, sends only after commit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings, get_settings
+from app.db import after_commit
+
+
+class Database:
+    """One engine and session factory for a process and a database URL."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = build_engine(settings)
+        self.session_factory = sessionmaker(bind=self.engine, expire_on_commit=False)
+        after_commit.install(self.session_factory, _dispatch)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One unit of work."""
+        session = self.session_factory()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        """Close pooled connections (at shutdown, and after a fork)."""
+        self.engine.dispose()
+
+
+def build_engine(settings: Settings) -> Engine:
+    """An engine for the configured URL, with SQLite set up for concurrent use."""
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": settings.sqlite_busy_timeout_ms / 1000},
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_pre_ping=True,
+        )
+        _configure_sqlite(engine, settings)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql") and settings.db_statement_timeout_ms:
+        connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+    return create_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+def _configure_sqlite(engine: Engine, settings: Settings) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take over transaction control from the sqlite3 module so BEGIN IMMEDIATE below is what runs.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front: two claimers queue on the busy timeout instead of both
+        # reading the same free slot and failing on upgrade (SQLite has no SELECT ... FOR UPDATE).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _dispatch(task_name: str, kwargs: dict[str, Any]) -> None:
+    # Looked up at call time so the task backend (Celery or the embedded runner) is chosen per send.
+    from app import background
+
+    background.dispatch(task_name, kwargs)
+
+
+_lock = threading.Lock()
+_database: Database | None = None
+
+
+def get_database() -> Database:
+    """The process-wide Database for the current settings."""
+    global _database
+    with _lock:
+        if _database is None:
+            _database = Database(get_settings())
+        return _database
+
+
+def reset_database() -> None:
+    """Forget the process-wide Database (tests and forks); the next call builds a new one."""
+    global _database
+    with _lock:
+        if _database is not None:
+            _database.dispose()
+        _database = None
+
+
+def get_session() -> Iterator[Session]:
+    """FastAPI dependency: one unit of work per request."""
+    with get_database().session() as session:
+        yield session

@@ -1,0 +1,69 @@
+"""The embedding task: embed every response alone (no prompt), then choose the prompts' pairs."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.session import get_database
+from app.embeddings import repository
+from app.embeddings.codec import to_bytes
+from app.embeddings.embedder import get_embedder
+from app.projects.models import Project
+from app.prompts.models import Prompt, PromptStatus, Response
+from app.selection.service import build_pairs
+
+log = logging.getLogger(__name__)
+
+
+def _missing_texts(session: Session, prompt_ids: list[uuid.UUID]) -> dict[str, dict[str, str]]:
+    """model → {text_sha256: text} for pending prompts' responses that have no vector yet."""
+    rows = session.execute(
+        select(Project.embedding_model, Response.text_sha256, Response.text)
+        .join(Prompt, Prompt.id == Response.prompt_id)
+        .join(Project, Project.id == Prompt.project_id)
+        .where(Prompt.id.in_(prompt_ids), Prompt.status == PromptStatus.PENDING)
+    ).all()
+    by_model: dict[str, dict[str, str]] = defaultdict(dict)
+    for model, sha, text in rows:
+        if text.strip():
+            by_model[model][sha] = text
+    for model, texts in list(by_model.items()):
+        for sha in repository.existing_hashes(session, model, texts):
+            del texts[sha]
+    return {m: t for m, t in by_model.items() if t}
+
+
+def embed_prompts(prompt_ids: list[str]) -> None:
+    """Embed the responses of these prompts that lack a vector, then build their pairs. Idempotent."""
+    ids = [uuid.UUID(str(p)) for p in prompt_ids]
+    db = get_database()
+    with db.session() as session:
+        missing = _missing_texts(session, ids)
+    # The model runs outside any transaction: no lock or connection is held for seconds of compute.
+    for model_name, texts in missing.items():
+        embedder = get_embedder(model_name)
+        hashes = list(texts)
+        for start in range(0, len(hashes), 256):
+            chunk = hashes[start : start + 256]
+            encoded = embedder.encode([texts[h] for h in chunk])
+            rows: list[dict[str, object]] = [
+                {
+                    "model": model_name,
+                    "text_sha256": h,
+                    "dim": int(encoded.vectors.shape[1]),
+                    "vector": to_bytes(vec),
+                    "token_count": count,
+                    "truncated": count > encoded.max_seq_length,
+                }
+                for h, vec, count in zip(chunk, encoded.vectors, encoded.token_counts, strict=True)
+            ]
+            with db.session() as session:
+                repository.insert_ignoring_duplicates(session, rows)
+            log.info("embeddings.stored", extra={"model": model_name, "count": len(rows)})
+    with db.session() as session:
+        build_pairs(session, ids)

@@ -1,0 +1,58 @@
+"""Job progress, derived from the rows the job created (no counters to drift)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.db.base import utcnow
+from app.jobs.models import Job, JobStatus
+from app.prompts.models import Prompt, PromptStatus
+
+
+@dataclass
+class JobProgress:
+    job: Job
+    status: JobStatus
+    done: int
+    total: int
+
+
+def progress(session: Session, job: Job) -> JobProgress:
+    """How far an ingest job is: prompts embedded and paired (or found unpairable) out of those accepted."""
+    pending = (
+        session.scalar(
+            select(func.count())
+            .select_from(Prompt)
+            .where(Prompt.job_id == job.id, Prompt.status == PromptStatus.PENDING)
+        )
+        or 0
+    )
+    done = max(job.total - pending, 0)
+    if job.error:
+        status = JobStatus.FAILED
+    elif done >= job.total:
+        status = JobStatus.SUCCEEDED
+    elif done > 0:
+        status = JobStatus.RUNNING
+    else:
+        status = JobStatus.QUEUED
+    return JobProgress(job=job, status=status, done=done, total=job.total)
+
+
+def finish_jobs_if_done(session: Session, job_ids: Iterable[uuid.UUID]) -> None:
+    """Stamp finished_at on jobs that have no pending prompt left."""
+    for job_id in job_ids:
+        pending = session.scalar(
+            select(func.count())
+            .select_from(Prompt)
+            .where(Prompt.job_id == job_id, Prompt.status == PromptStatus.PENDING)
+        )
+        if not pending:
+            session.execute(
+                update(Job).where(Job.id == job_id, Job.finished_at.is_(None)).values(finished_at=utcnow())
+            )

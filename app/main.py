@@ -1,0 +1,60 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+import app as package
+from app.api.deps import configured_admin_key
+from app.api.router import api_router
+from app.background import get_runner
+from app.config import get_settings
+from app.db.session import get_database
+from app.errors import install_handlers
+from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+
+log = logging.getLogger(__name__)
+
+
+def create_app(*, admin_key: str | None = None, start_runner: bool | None = None) -> FastAPI:
+    """Build the app. The embedded task runner starts with it when no broker is configured."""
+    settings = get_settings()
+    run_tasks_here = settings.embedded_tasks if start_runner is None else start_runner
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if run_tasks_here:
+            get_runner().start()
+        yield
+        if run_tasks_here:
+            get_runner().stop()
+
+    docs = settings.env != "prod"
+    app = FastAPI(
+        title="real-align",
+        version=package.__version__,
+        description="Choose the LLM response pairs worth a human's judgment (REAL), collect labels, "
+        "ship DPO data.",
+        lifespan=lifespan,
+        openapi_url="/v1/openapi.json",
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+    )
+    app.state.admin_key = admin_key if admin_key is not None else configured_admin_key()
+    install_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(api_router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        with get_database().engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,80 @@
+"""Chosen pairs and their annotation slots (one slot per wanted label)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base, TimestampMixin
+from app.db.ids import uuid7
+from app.db.types import UTCDateTime
+
+
+class PairStatus(StrEnum):
+    QUEUED = "queued"  # chosen, not yet handed out (not counted against the budget)
+    RELEASED = "released"  # handed out at least once; counted against the budget
+    DONE = "done"  # has annotations_per_pair labels
+
+
+class Pair(TimestampMixin, Base):
+    __tablename__ = "pair"
+    __table_args__ = (
+        UniqueConstraint("prompt_id", "response_a_id", "response_b_id"),
+        CheckConstraint("response_a_id < response_b_id", name="ordered_responses"),
+        Index("ix_pair_project_status", "project_id", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7)
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), nullable=False
+    )
+    prompt_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prompt.id", ondelete="CASCADE"), nullable=False)
+    response_a_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("response.id", ondelete="CASCADE"), nullable=False
+    )
+    response_b_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("response.id", ondelete="CASCADE"), nullable=False
+    )
+    strategy: Mapped[str] = mapped_column(String(32), nullable=False)
+    rank: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    similarity: Mapped[float] = mapped_column(Float, nullable=False)
+    priority: Mapped[float] = mapped_column(Float, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=PairStatus.QUEUED)
+    labels_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class PairSlot(Base):
+    """One wanted label of a pair; the unit a lease is taken on (at most one live lease per slot)."""
+
+    __tablename__ = "pair_slot"
+    __table_args__ = (
+        UniqueConstraint("pair_id", "slot"),
+        Index("ix_pair_slot_claim", "project_id", "done", "priority"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7)
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), nullable=False
+    )
+    pair_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pair.id", ondelete="CASCADE"), nullable=False)
+    slot: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Copied from the pair so the claim query orders one table.
+    priority: Mapped[float] = mapped_column(Float, nullable=False)
+    done: Mapped[bool] = mapped_column(nullable=False, default=False)
+    lease_assignment_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

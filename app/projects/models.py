@@ -1,0 +1,61 @@
+"""Project: one labelling campaign with its strategy, budget and queue settings."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, Integer, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base, TimestampMixin, utcnow
+from app.db.ids import uuid7
+from app.db.types import UTCDateTime
+
+
+class Strategy(StrEnum):
+    """How a pair is chosen among a prompt's responses (REAL and the paper's baselines)."""
+
+    DISSIMILAR = "dissimilar"
+    SIMILAR = "similar"
+    CENTROID = "centroid"
+    RANDOM = "random"
+
+
+class ProjectStatus(StrEnum):
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+class Project(TimestampMixin, Base):
+    __tablename__ = "project"
+    __table_args__ = (
+        CheckConstraint("budget IS NULL OR budget >= 0", name="budget_non_negative"),
+        CheckConstraint("annotations_per_pair >= 1", name="annotations_per_pair_positive"),
+        CheckConstraint("pairs_per_prompt >= 1", name="pairs_per_prompt_positive"),
+        CheckConstraint("pairs_released >= 0", name="pairs_released_non_negative"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    strategy: Mapped[str] = mapped_column(String(32), nullable=False, default=Strategy.DISSIMILAR)
+    budget: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    annotations_per_pair: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    pairs_per_prompt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    lease_ttl_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=600)
+    instructions: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    embedding_model: Mapped[str] = mapped_column(String(500), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=ProjectStatus.ACTIVE)
+    # Pairs handed out at least once; moved only by a conditional UPDATE so it never passes the budget.
+    pairs_released: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow
+    )
+
+    @property
+    def max_pairs(self) -> int | None:
+        """How many pairs the budget can ever release (None = unlimited)."""
+        if self.budget is None:
+            return None
+        return self.budget // self.annotations_per_pair

@@ -1,0 +1,64 @@
+"""Projects: create, list, read, change, archive; and their stats."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response, status
+from sqlalchemy import select
+
+from app.api.deps import PrincipalDep, SessionDep
+from app.api.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from app.api.responses import problems
+from app.projects import service
+from app.projects.models import Project
+from app.projects.schemas import ProjectCreate, ProjectRead, ProjectStats, ProjectUpdate
+
+router = APIRouter(prefix="/projects", tags=["projects"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectRead, responses=problems())
+def create_project(body: ProjectCreate, session: SessionDep, _principal: PrincipalDep) -> Project:
+    """Create a labelling project."""
+    return service.create(session, body)
+
+
+@router.get("", response_model=Page[ProjectRead], responses=problems())
+def list_projects(
+    session: SessionDep, _principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[ProjectRead]:
+    """Projects, oldest first."""
+    query = select(Project).order_by(Project.id).limit(limit + 1)
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(Project.id > after)
+    rows = list(session.scalars(query))
+    items = [ProjectRead.model_validate(p) for p in rows[:limit]]
+    return Page(items=items, next_cursor=encode_cursor(rows[limit - 1].id) if len(rows) > limit else None)
+
+
+@router.get("/{project_id}", response_model=ProjectRead, responses=problems(404))
+def get_project(project_id: uuid.UUID, session: SessionDep, _principal: PrincipalDep) -> Project:
+    """One project."""
+    return service.get(session, project_id)
+
+
+@router.patch("/{project_id}", response_model=ProjectRead, responses=problems(404, 409))
+def update_project(
+    project_id: uuid.UUID, body: ProjectUpdate, session: SessionDep, _principal: PrincipalDep
+) -> Project:
+    """Change a project's settings."""
+    return service.update(session, service.get(session, project_id), body)
+
+
+@router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404))
+def archive_project(project_id: uuid.UUID, session: SessionDep, _principal: PrincipalDep) -> Response:
+    """Archive a project (its data stays; it takes no new prompts or claims)."""
+    service.archive(session, service.get(session, project_id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{project_id}/stats", response_model=ProjectStats, responses=problems(404))
+def project_stats(project_id: uuid.UUID, session: SessionDep, _principal: PrincipalDep) -> ProjectStats:
+    """Ingest, embedding, pairing, labelling and budget counts."""
+    return service.stats(session, service.get(session, project_id))

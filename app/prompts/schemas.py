@@ -1,0 +1,114 @@
+"""Ingest request and prompt read bodies."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from app.config import get_settings
+from app.prompts.models import PromptStatus
+from app.schemas import Input, NoNulStr
+
+HARD_MAX_ITEMS = 10_000
+HARD_MAX_RESPONSES = 256
+
+
+class Message(Input):
+    role: NoNulStr = Field(min_length=1, max_length=32)
+    content: NoNulStr
+
+
+class ResponseIn(Input):
+    text: NoNulStr
+    external_id: NoNulStr | None = Field(default=None, min_length=1, max_length=512)
+    model: NoNulStr | None = Field(default=None, min_length=1, max_length=256)
+
+
+class PromptItem(Input):
+    external_id: NoNulStr = Field(min_length=1, max_length=512)
+    prompt: NoNulStr | list[Message] = Field(description="A string, or chat messages [{role, content}].")
+    responses: list[NoNulStr | ResponseIn] = Field(max_length=HARD_MAX_RESPONSES)
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_empty(cls, value: str | list[Message]) -> str | list[Message]:
+        limit = get_settings().max_text_chars
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError("prompt is empty")
+            if len(value) > limit:
+                raise ValueError(f"prompt is longer than {limit} characters")
+        else:
+            if not any(m.content.strip() for m in value):
+                raise ValueError("prompt has no message with content")
+            if sum(len(m.content) for m in value) > limit:
+                raise ValueError(f"prompt is longer than {limit} characters")
+        return value
+
+    @field_validator("responses")
+    @classmethod
+    def _enough_responses(cls, value: list[str | ResponseIn]) -> list[str | ResponseIn]:
+        settings = get_settings()
+        if len(value) > settings.max_responses_per_prompt:
+            raise ValueError(f"at most {settings.max_responses_per_prompt} responses per prompt")
+        texts = [r if isinstance(r, str) else r.text for r in value]
+        for text in texts:
+            if len(text) > settings.max_text_chars:
+                raise ValueError(f"a response is longer than {settings.max_text_chars} characters")
+        if sum(1 for t in texts if t.strip()) < 2:
+            raise ValueError("at least 2 non-empty responses are needed to form a pair")
+        return value
+
+    def normalized_responses(self) -> list[ResponseIn]:
+        """Every response as an object."""
+        return [ResponseIn(text=r) if isinstance(r, str) else r for r in self.responses]
+
+
+class IngestRequest(Input):
+    items: list[PromptItem] = Field(min_length=1, max_length=HARD_MAX_ITEMS)
+
+    @model_validator(mode="after")
+    def _batch_cap(self) -> IngestRequest:
+        cap = get_settings().max_items_per_batch
+        if len(self.items) > cap:
+            raise ValueError(f"at most {cap} items per request; split the batch")
+        return self
+
+
+class IngestConflict(BaseModel):
+    index: int
+    external_id: str
+    detail: str
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    duplicates: int
+    conflicts: list[IngestConflict]
+    job_id: uuid.UUID | None
+
+
+class ResponseRead(BaseModel):
+    id: uuid.UUID
+    position: int
+    external_id: str | None
+    model: str | None
+    text: str
+    embedded: bool
+    truncated: bool | None
+
+
+class PromptRead(BaseModel):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    external_id: str
+    prompt: str | list[dict[str, str]]
+    metadata: dict[str, Any] | None
+    status: PromptStatus
+    job_id: uuid.UUID | None
+    created_at: datetime
+    responses: list[ResponseRead]

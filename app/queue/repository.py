@@ -1,0 +1,152 @@
+"""Every query of the annotation queue. Claims are compare-and-set, correct on Postgres and SQLite."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import and_, case, exists, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.pairs.models import Pair, PairSlot, PairStatus
+from app.projects.models import Project
+from app.prompts.models import Prompt, PromptStatus
+from app.queue.models import Assignment, AssignmentStatus
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _free(now: datetime):  # type: ignore[no-untyped-def]
+    return or_(PairSlot.lease_expires_at.is_(None), PairSlot.lease_expires_at <= now)
+
+
+def find_claimable_slot(
+    session: Session, project_id: uuid.UUID, annotator: str, now: datetime, *, released_only: bool
+) -> tuple[uuid.UUID, uuid.UUID, bool] | None:
+    """(slot id, pair id, released) of the best free slot for this annotator, locked on Postgres.
+
+    Released pairs come first (finishing spent budget beats opening new pairs), then priority.
+    """
+    already_has_pair = exists().where(
+        Assignment.pair_id == PairSlot.pair_id,
+        Assignment.annotator == annotator,
+        or_(Assignment.status == AssignmentStatus.LABELED, Assignment.lease_expires_at > now),
+    )
+    released = Pair.released_at.is_not(None)
+    query = (
+        select(PairSlot.id, PairSlot.pair_id, released)
+        .join(Pair, Pair.id == PairSlot.pair_id)
+        .where(PairSlot.project_id == project_id, PairSlot.done.is_(False), _free(now), ~already_has_pair)
+        .order_by(released.desc(), PairSlot.priority.desc(), PairSlot.id)
+        .limit(1)
+    )
+    if released_only:
+        query = query.where(released)
+    if _is_postgres(session):
+        query = query.with_for_update(skip_locked=True, of=PairSlot)
+    row = session.execute(query).first()
+    return (row[0], row[1], bool(row[2])) if row else None
+
+
+def take_budget_for_pair(session: Session, project_id: uuid.UUID) -> bool:
+    """Count one more released pair against the budget, if the budget allows it."""
+    result = session.execute(
+        update(Project)
+        .where(
+            Project.id == project_id,
+            or_(
+                Project.budget.is_(None),
+                Project.pairs_released < Project.budget // Project.annotations_per_pair,
+            ),
+        )
+        .values(pairs_released=Project.pairs_released + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def mark_pair_released(session: Session, pair_id: uuid.UUID, now: datetime) -> bool:
+    """Release a pair once; False if another claim released it first.
+
+    Only the pair row is written (never sibling slots, which other claimers may hold locked), and it is
+    locked before the project row in every claim, so concurrent claims cannot deadlock.
+    """
+    result = session.execute(
+        update(Pair)
+        .where(Pair.id == pair_id, Pair.released_at.is_(None))
+        .values(released_at=now, status=PairStatus.RELEASED)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def unrelease_pair(session: Session, pair_id: uuid.UUID) -> None:
+    """Undo mark_pair_released in the same transaction (the budget refused the pair)."""
+    session.execute(
+        update(Pair)
+        .where(Pair.id == pair_id)
+        .values(released_at=None, status=PairStatus.QUEUED)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def lease_slot(
+    session: Session,
+    slot_id: uuid.UUID,
+    assignment_id: uuid.UUID,
+    annotator: str,
+    now: datetime,
+    expires_at: datetime,
+) -> bool:
+    """Compare-and-set the lease: succeeds only if the slot is still open and unleased or expired."""
+    result = session.execute(
+        update(PairSlot)
+        .where(PairSlot.id == slot_id, PairSlot.done.is_(False), _free(now))
+        .values(lease_assignment_id=assignment_id, lease_owner=annotator, lease_expires_at=expires_at)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def complete_slot(session: Session, slot_id: uuid.UUID, assignment_id: uuid.UUID, now: datetime) -> bool:
+    """Close a slot with a label, only while this assignment's lease on it is live (fencing)."""
+    result = session.execute(
+        update(PairSlot)
+        .where(
+            PairSlot.id == slot_id,
+            PairSlot.done.is_(False),
+            PairSlot.lease_assignment_id == assignment_id,
+            PairSlot.lease_expires_at > now,
+        )
+        .values(done=True, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def count_label_on_pair(session: Session, pair_id: uuid.UUID, annotations_per_pair: int) -> None:
+    """One more label on the pair; done once it has annotations_per_pair."""
+    session.execute(
+        update(Pair)
+        .where(Pair.id == pair_id)
+        .values(
+            labels_count=Pair.labels_count + 1,
+            status=case(
+                (Pair.labels_count + 1 >= annotations_per_pair, PairStatus.DONE.value), else_=Pair.status
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def has_pending_prompts(session: Session, project_id: uuid.UUID) -> bool:
+    """Whether prompts are still waiting for embeddings or pairing."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(and_(Prompt.project_id == project_id, Prompt.status == PromptStatus.PENDING))
+            )
+        )
+    )

@@ -1,0 +1,134 @@
+"""Test set-up: the real Postgres (migrated with Alembic), a clean slate per test, an API client."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services import START_HINT, find_postgres
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PG_URL = find_postgres()
+EXPORT_DIR = Path(tempfile.mkdtemp(prefix="real-align-test-exports-"))
+ADMIN_KEY = "real_test_admin_key_0123456789abcdef"
+
+os.environ["REAL_ENV"] = "test"
+os.environ["REAL_EXPORT_DIR"] = str(EXPORT_DIR)
+os.environ.pop("REAL_BROKER_URL", None)
+os.environ.pop("REAL_BOOTSTRAP_ADMIN_KEY", None)
+if PG_URL:
+    os.environ["REAL_DATABASE_URL"] = PG_URL
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if PG_URL is None:
+        # Never skip: a suite that silently skips its database tests would pass while testing nothing.
+        pytest.exit(f"no Postgres reachable for the tests; start one with: {START_HINT}", returncode=1)
+
+
+def _reset_app_state() -> None:
+    from app import background
+    from app.config import get_settings
+    from app.db.session import reset_database
+
+    background.get_runner().stop()
+    background._sender = None
+    get_settings.cache_clear()
+    reset_database()
+
+
+@pytest.fixture(scope="session")
+def database() -> Iterator[Any]:
+    """The Postgres test database at the newest migration, built from scratch once per run."""
+    from sqlalchemy import text
+
+    from app import migrate
+    from app.db import models  # noqa: F401
+    from app.db.base import Base
+    from app.db.session import get_database
+
+    _reset_app_state()
+    db = get_database()
+    with db.engine.begin() as conn:
+        Base.metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    migrate.upgrade(PG_URL)
+    yield db
+    _reset_app_state()
+
+
+def truncate_all(db: Any) -> None:
+    """Empty every table (tests that cross threads or processes commit for real)."""
+    from sqlalchemy import text
+
+    from app.db.base import Base
+
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        if db.engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def db(database: Any) -> Iterator[Any]:
+    """The database, emptied after the test."""
+    yield database
+    from app import background
+
+    background.get_runner().stop()
+    truncate_all(database)
+
+
+@pytest.fixture
+def session(db: Any) -> Iterator[Any]:
+    """A session for arranging and checking rows (commits for real; tables are emptied after)."""
+    with db.session() as s:
+        yield s
+
+
+@pytest.fixture
+def recorded_tasks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """Sent tasks are recorded instead of run (for tests that must not embed)."""
+    from app import background
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(background, "dispatch", lambda name, kwargs: sent.append((name, kwargs)))
+    return sent
+
+
+@pytest.fixture
+def client(db: Any) -> Iterator[Any]:
+    """An API client with the admin key; tasks are not started by the app itself."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    app = create_app(admin_key=ADMIN_KEY, start_runner=False)
+    with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def sqlite_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The embedded default: a SQLite file, migrated, with tasks in-process."""
+    from app import migrate
+    from app.db.session import get_database
+
+    url = f"sqlite:///{tmp_path / 'real-align.db'}"
+    monkeypatch.setenv("REAL_DATABASE_URL", url)
+    monkeypatch.delenv("REAL_BROKER_URL", raising=False)
+    _reset_app_state()
+    migrate.upgrade(url)
+    yield get_database()
+    _reset_app_state()

@@ -1,0 +1,39 @@
+"""The migration chain runs up, down and up again on SQLite and on Postgres."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, inspect
+
+from app import migrate
+from app.db import models  # noqa: F401
+from app.db.base import Base
+
+
+def tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_up_down_up(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    migrate.upgrade(url)
+    assert tables(url) == set(Base.metadata.tables)
+    migrate.downgrade(url)
+    assert tables(url) == set()
+    migrate.upgrade(url)
+    assert tables(url) == set(Base.metadata.tables)
+
+
+def test_postgres_down_up(db: Any) -> None:
+    url = db.settings.database_url
+    db.engine.dispose()
+    migrate.downgrade(url)
+    assert tables(url) == set()
+    migrate.upgrade(url)
+    assert tables(url) == set(Base.metadata.tables)

@@ -1,0 +1,46 @@
+"""The Celery app (production deployment). Tasks are thin wrappers over functions in ``app``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from app.background import DEFAULT_QUEUE, QUEUES, periodic_tasks
+from app.config import get_settings
+
+log = logging.getLogger(__name__)
+
+settings = get_settings()
+celery_app = Celery(
+    "real-align", broker=settings.broker_url or "redis://127.0.0.1:6379/0", include=["workers.tasks"]
+)
+celery_app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue=DEFAULT_QUEUE,
+    task_routes={name: {"queue": queue} for name, queue in QUEUES.items()},
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={"visibility_timeout": 3600},
+    worker_cancel_long_running_tasks_on_connection_loss=True,
+    beat_schedule={name: {"task": name, "schedule": interval} for name, interval in periodic_tasks()},
+    timezone="UTC",
+)
+
+
+@worker_process_init.connect
+def _after_fork(**_kwargs: Any) -> None:
+    # Pooled connections must not cross fork(); each child opens its own.
+    from app.db.session import reset_database
+
+    reset_database()
+    # Set by `real-align worker` when this worker consumes the embeddings queue: load the model once, now.
+    if celery_app.conf.get("preload_embedding_model"):
+        from app.embeddings.embedder import get_embedder
+
+        get_embedder(settings.embedding_model)
+        log.info("embeddings.model_loaded", extra={"model": settings.embedding_model})
