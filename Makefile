@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test install install-test lint fmt migrate clean
+.PHONY: run test fuzz install install-test lint fmt migrate clean
 
 # torch==2.13.0 (CPU) goes in first: with no torch installed, sentence-transformers pulls a multi-GB CUDA build.
 $(BIN)/.installed: pyproject.toml
@@ -29,6 +29,11 @@ run: install
 test: install-test
 	@$(BIN)/python -m tests.preflight
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The deep schema fuzz: 200 examples per operation and role (make test runs 25).
+fuzz: install-test
+	@$(BIN)/python -m tests.preflight
+	REAL_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest tests/contract $(PYTEST_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""The `real-align` command: serve (embedded default), api, worker, beat, migrate."""
+"""The `real-align` command: serve (embedded default), api, worker, beat, migrate, keys."""
 
 from __future__ import annotations
 
@@ -160,6 +160,71 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Create, list or revoke API keys directly in the database (the way to the first admin key)."""
+    import uuid
+    from datetime import datetime
+
+    from rich.console import Console
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from app.auth import service as auth
+    from app.auth.context import Caller
+    from app.auth.models import ApiKey, Principal, Role
+    from app.config import get_settings
+    from app.db.base import utcnow
+    from app.db.session import get_database
+
+    operator = Caller(name=f"cli:{os.environ.get('USER', 'operator')}", role=Role.ADMIN)
+    console = Console(width=None if sys.stdout.isatty() else 240)
+    db = get_database()
+    if args.keys_command == "create":
+        expires = datetime.fromisoformat(args.expires_at) if args.expires_at else None
+        if expires is not None and expires.tzinfo is None:
+            print("--expires-at needs a UTC offset, e.g. 2027-01-01T00:00:00+00:00", file=sys.stderr)
+            return 2
+        with db.session() as session:
+            created = auth.create_key(
+                session,
+                get_settings(),
+                operator,
+                role=Role(args.role),
+                name=args.name,
+                projects=[uuid.UUID(p) for p in args.project] if args.project else None,
+                expires_at=expires,
+            )
+        print(f"key id: {created.row.id}\nprincipal: {created.principal.name} ({created.principal.role})")
+        print("secret (shown once, store it now):")
+        print(created.key)
+        return 0
+    if args.keys_command == "revoke":
+        with db.session() as session:
+            auth.revoke_key(session, operator, uuid.UUID(args.key_id), utcnow())
+        print(f"revoked {args.key_id}")
+        return 0
+    table = Table(
+        "id", "prefix", "principal", "role", "projects", "created", "last used", "expires", "revoked"
+    )
+    with db.session() as session:
+        for key, principal in session.execute(
+            select(ApiKey, Principal).join(Principal, Principal.id == ApiKey.principal_id).order_by(ApiKey.id)
+        ):
+            table.add_row(
+                str(key.id),
+                key.prefix,
+                principal.name,
+                principal.role,
+                ",".join(principal.projects or []) or "-",
+                *(
+                    f"{t:%Y-%m-%d %H:%M}" if t else "-"
+                    for t in (key.created_at, key.last_used_at, key.expires_at, key.revoked_at)
+                ),
+            )
+    console.print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="real-align", description=__doc__)
@@ -181,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
     beat = sub.add_parser("beat", help="Celery beat (schedules)")
     beat.set_defaults(func=cmd_beat)
+    keys = sub.add_parser("keys", help="manage API keys (in the database; for operators)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key (and its principal if the name is new)")
+    create.add_argument("--role", required=True, choices=["admin", "data_team", "annotator"])
+    create.add_argument("--name", required=True)
+    create.add_argument("--project", action="append", help="a project id the principal may use (repeatable)")
+    create.add_argument("--expires-at", help="ISO 8601 with offset")
+    keys_sub.add_parser("list", help="list keys")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key now")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=cmd_migrate)
     return parser
@@ -196,9 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         from pydantic import ValidationError
 
+        from app.errors import DomainError
+
         if isinstance(exc, ValidationError):
             print(f"configuration error: {exc}", file=sys.stderr)
             return 2
+        if isinstance(exc, DomainError):
+            print(f"error: {exc.detail or exc.title}", file=sys.stderr)
+            return 1
         raise
 
 

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     # A prompt still waiting for embeddings after this long is re-enqueued by the reconciler.
     reconcile_after_seconds: int = Field(default=120, ge=1)
     reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+    # Requests per minute per API key, and failed authentications per minute per client address.
+    rate_limit_per_minute: int = Field(default=1200, ge=1)
+    auth_failures_per_minute: int = Field(default=20, ge=1)
+    # Where rate-limit counters live: Redis when set (or when the broker is Redis), else this process.
+    rate_limit_redis_url: str | None = None
+    max_active_leases_per_annotator: int = Field(default=10, ge=1)
     log_level: str = "INFO"
     log_json: bool | None = None
     # SQLite is one file on one machine; a broker means workers elsewhere. Allowed only for tests.
@@ -81,6 +87,15 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         """True when the database is a SQLite file (the embedded default)."""
         return self.database_url.startswith("sqlite")
+
+    @property
+    def rate_limit_backend_url(self) -> str | None:
+        """The Redis URL for shared rate-limit counters, or None for in-process counters."""
+        if self.rate_limit_redis_url:
+            return self.rate_limit_redis_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
 
     @property
     def embedded_tasks(self) -> bool:

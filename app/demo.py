@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from app.auth.context import BOOTSTRAP_ADMIN
 from app.db.session import get_database
 from app.projects import service as projects
 from app.projects.models import Project
@@ -39,7 +40,9 @@ def seed_demo(path: Path = DEMO_FILE) -> tuple[Project, int]:
         project = session.scalars(select(Project).where(Project.name == DEMO_PROJECT)).first()
         if project is None:
             project = projects.create(
-                session, ProjectCreate(name=DEMO_PROJECT, instructions=DEMO_INSTRUCTIONS, budget=len(items))
+                session,
+                BOOTSTRAP_ADMIN,
+                ProjectCreate(name=DEMO_PROJECT, instructions=DEMO_INSTRUCTIONS, budget=len(items)),
             )
         result = prompts.ingest(session, project, IngestRequest(items=items))
     return project, result.accepted

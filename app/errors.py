@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -95,6 +96,17 @@ class InvalidInput(DomainError):
     title = "Invalid input"
 
 
+class TooManyRequests(DomainError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+
+class ActiveLeaseLimit(TooManyRequests):
+    code = "active_lease_limit"
+    title = "Too many live leases for this annotator"
+
+
 class PayloadTooLarge(DomainError):
     status = 413
     code = "payload_too_large"
@@ -174,11 +186,19 @@ def install_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
             exc.status_code, "http_error"
         )
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
         return problem_response(
-            exc.status_code,
-            code,
-            str(exc.detail),
-            None,
-            instance=request.url.path,
-            headers=getattr(exc, "headers", None),
+            exc.status_code, code, str(exc.detail), None, instance=request.url.path, headers=headers or None
         )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method any route offers on this path (Starlette reports only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))

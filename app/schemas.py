@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Strict
 
 
 def _no_nul(value: str) -> str:
@@ -14,6 +14,8 @@ def _no_nul(value: str) -> str:
 
 
 NoNulStr = Annotated[str, AfterValidator(_no_nul)]
+# JSON integers only: no `true`, `1.0` or `"5"` silently turned into numbers.
+StrictInt = Annotated[int, Strict()]
 
 
 class Input(BaseModel):

@@ -36,6 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _reset_app_state() -> None:
     from app import background
+    from app.auth.ratelimit import reset_limiter
     from app.config import get_settings
     from app.db.session import reset_database
 
@@ -43,6 +44,7 @@ def _reset_app_state() -> None:
     background._sender = None
     get_settings.cache_clear()
     reset_database()
+    reset_limiter()
 
 
 @pytest.fixture(scope="session")
@@ -85,9 +87,11 @@ def db(database: Any) -> Iterator[Any]:
     """The database, emptied after the test."""
     yield database
     from app import background
+    from app.auth.ratelimit import reset_limiter
 
     background.get_runner().stop()
     truncate_all(database)
+    reset_limiter()
 
 
 @pytest.fixture
@@ -132,3 +136,20 @@ def sqlite_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
     migrate.upgrade(url)
     yield get_database()
     _reset_app_state()
+
+
+@pytest.fixture
+def override_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Set REAL_* settings for one test: override_settings(rate_limit_per_minute=3)."""
+    from app.auth.ratelimit import reset_limiter
+    from app.config import get_settings
+
+    def apply(**values: Any) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(f"REAL_{name.upper()}", str(value))
+        get_settings.cache_clear()
+        reset_limiter()
+
+    yield apply
+    get_settings.cache_clear()
+    reset_limiter()

@@ -1,60 +1,74 @@
-"""Request dependencies: the unit of work and the caller (principal)."""
+"""Request dependencies: the unit of work, the caller, and role checks."""
 
 from __future__ import annotations
 
-import hmac
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from app.api.clock import NowDep
+from app.auth import service as auth
+from app.auth.context import Caller
+from app.auth.models import Role
+from app.auth.ratelimit import get_limiter
 from app.config import get_settings
 from app.db.session import get_session
-from app.errors import Forbidden, Unauthorized
+from app.errors import Forbidden, TooManyRequests, Unauthorized
 
 # scope="function": the commit runs before the response is sent, so a 2xx means the write is durable.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
 
-ADMIN_NAME = "admin"
 
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling. Until key management lands, the only key is the bootstrap admin key."""
-
-    name: str
-    role: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-
-def get_principal(
+def get_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """The caller, from the bearer key; 401 when missing or wrong."""
-    if credentials is None or not credentials.credentials:
-        raise Unauthorized("send `Authorization: Bearer <API key>`", headers={"WWW-Authenticate": "Bearer"})
-    expected = request.app.state.admin_key
-    if not expected or not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
-        raise Unauthorized("unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-    return Principal(name=ADMIN_NAME, role="admin")
+    session: SessionDep,
+    now: NowDep,
+) -> Caller:
+    """The caller, from the bearer key; 401 when missing or invalid, 429 past the rate limits."""
+    settings = get_settings()
+    limiter = get_limiter(settings.rate_limit_backend_url)
+    try:
+        if credentials is None or not credentials.credentials:
+            raise Unauthorized("send `Authorization: Bearer <API key>`")
+        caller = auth.authenticate(
+            session, settings, credentials.credentials, request.app.state.admin_key, now
+        )
+    except Unauthorized as exc:
+        client = request.client.host if request.client else "unknown"
+        retry = limiter.hit(f"authfail:{client}", settings.auth_failures_per_minute)
+        if retry is not None:
+            raise TooManyRequests(
+                "too many failed authentications from this address", headers={"Retry-After": str(retry)}
+            ) from exc
+        exc.headers = {"WWW-Authenticate": "Bearer"}
+        raise
+    retry = limiter.hit(f"key:{caller.rate_key}", settings.rate_limit_per_minute)
+    if retry is not None:
+        raise TooManyRequests("rate limit for this API key exceeded", headers={"Retry-After": str(retry)})
+    return caller
 
 
-def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-    """The caller, who must be an admin."""
-    if not principal.is_admin:
-        raise Forbidden("admin role required")
-    return principal
+def require(*roles: Role):  # type: ignore[no-untyped-def]
+    """A dependency that admits only these roles (403 for the others)."""
+    allowed = frozenset(roles)
+
+    def dependency(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+        if caller.role not in allowed:
+            raise Forbidden(f"the {caller.role.value} role may not do this")
+        return caller
+
+    return dependency
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+AdminDep = Annotated[Caller, Depends(require(Role.ADMIN))]
+DataTeamDep = Annotated[Caller, Depends(require(Role.ADMIN, Role.DATA_TEAM))]
+AnnotatorDep = Annotated[Caller, Depends(require(Role.ADMIN, Role.ANNOTATOR))]
 
 
 def configured_admin_key() -> str | None:

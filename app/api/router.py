@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.audit.router import router as audit_router
+from app.auth.router import router as auth_router
 from app.exports.router import router as exports_router
 from app.jobs.router import router as jobs_router
 from app.pairs.router import router as pairs_router
@@ -12,5 +14,14 @@ from app.prompts.router import router as prompts_router
 from app.queue.router import router as queue_router
 
 api_router = APIRouter(prefix="/v1")
-for _router in (projects_router, prompts_router, jobs_router, pairs_router, queue_router, exports_router):
+for _router in (
+    auth_router,
+    audit_router,
+    projects_router,
+    prompts_router,
+    jobs_router,
+    pairs_router,
+    queue_router,
+    exports_router,
+):
     api_router.include_router(_router)

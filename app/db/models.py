@@ -1,5 +1,7 @@
 """Import every ORM model so metadata (and Alembic) sees all tables."""
 
+from app.audit.models import AuditEvent
+from app.auth.models import ApiKey, Principal
 from app.embeddings.models import Embedding
 from app.exports.models import ExportRun
 from app.jobs.models import Job
@@ -9,13 +11,16 @@ from app.prompts.models import Prompt, Response
 from app.queue.models import Assignment, Label
 
 __all__ = [
+    "ApiKey",
     "Assignment",
+    "AuditEvent",
     "Embedding",
     "ExportRun",
     "Job",
     "Label",
     "Pair",
     "PairSlot",
+    "Principal",
     "Project",
     "Prompt",
     "Response",

@@ -25,7 +25,9 @@ class ExportRun(TimestampMixin, Base):
     __tablename__ = "export_run"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7)
-    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), nullable=False)
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), nullable=False
+    )
     format: Mapped[str] = mapped_column(String(16), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=ExportStatus.QUEUED)
     snapshot_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from app.api.deps import PrincipalDep, SessionDep
+from app.api.deps import DataTeamDep, SessionDep
 from app.api.responses import problems
 from app.exports import service
 from app.exports.models import ExportRun, ExportStatus
@@ -39,39 +39,50 @@ class ExportRead(BaseModel):
 
 def _read(run: ExportRun) -> ExportRead:
     return ExportRead(
-        id=run.id, project_id=run.project_id, format=run.format, status=ExportStatus(run.status),
-        snapshot_at=run.snapshot_at, rows=run.rows, sha256=run.sha256, error=run.error,
-        created_at=run.created_at, finished_at=run.finished_at,
+        id=run.id,
+        project_id=run.project_id,
+        format=run.format,
+        status=ExportStatus(run.status),
+        snapshot_at=run.snapshot_at,
+        rows=run.rows,
+        sha256=run.sha256,
+        error=run.error,
+        created_at=run.created_at,
+        finished_at=run.finished_at,
     )
 
 
 @router.post(
-    "/projects/{project_id}/exports", status_code=status.HTTP_202_ACCEPTED, response_model=ExportRead,
+    "/projects/{project_id}/exports",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ExportRead,
     responses=problems(404),
 )
 def create_export(
-    project_id: uuid.UUID, session: SessionDep, _principal: PrincipalDep, body: ExportCreate | None = None
+    project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep, body: ExportCreate | None = None
 ) -> ExportRead:
     """Start a DPO export of the labels as of now."""
-    project = projects.get(session, project_id)
-    return _read(service.create(session, project, (body or ExportCreate()).format))
+    project = projects.get(session, caller, project_id)
+    return _read(service.create(session, caller, project, (body or ExportCreate()).format))
 
 
 @router.get("/exports/{export_id}", response_model=ExportRead, responses=problems(404))
-def get_export(export_id: uuid.UUID, session: SessionDep, _principal: PrincipalDep) -> ExportRead:
+def get_export(export_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> ExportRead:
     """An export's status, row count and sha256."""
-    return _read(service.get(session, export_id))
+    return _read(service.get(session, caller, export_id))
 
 
 @router.get(
     "/exports/{export_id}/file",
     response_class=FileResponse,
-    responses={200: {"content": {"application/x-ndjson": {}}, "description": "The JSONL file"},
-               **problems(404, 409)},
+    responses={
+        200: {"content": {"application/x-ndjson": {}}, "description": "The JSONL file"},
+        **problems(404, 409),
+    },
 )
-def download_export(export_id: uuid.UUID, session: SessionDep, _principal: PrincipalDep) -> FileResponse:
+def download_export(export_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> FileResponse:
     """The export file, streamed (TRL preference format, one JSON object per line)."""
-    run = service.get(session, export_id)
+    run = service.get(session, caller, export_id)
     path = service.file_path(run)
     if not path.exists():
         raise service.NotFound(f"the file of export {export_id} is missing from the export directory")

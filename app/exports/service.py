@@ -9,13 +9,14 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from app.audit import service as audit
+from app.auth.context import Caller
 from app.config import get_settings
 from app.db.after_commit import send_after_commit
 from app.db.base import utcnow
@@ -23,6 +24,7 @@ from app.db.session import get_database
 from app.errors import Conflict, NotFound
 from app.exports.models import ExportRun, ExportStatus
 from app.pairs.models import Pair
+from app.projects import service as projects
 from app.projects.models import Project
 from app.prompts.models import Prompt, Response
 from app.queue.models import Label
@@ -32,19 +34,22 @@ log = logging.getLogger(__name__)
 FORMATS = ("jsonl",)
 
 
-def create(session: Session, project: Project, fmt: str) -> ExportRun:
+def create(session: Session, caller: Caller, project: Project, fmt: str) -> ExportRun:
     """Queue an export of the project's labels as of now."""
     run = ExportRun(project_id=project.id, format=fmt, status=ExportStatus.QUEUED, snapshot_at=utcnow())
     session.add(run)
     session.flush()
+    audit.record(
+        session, caller, "export.created", "export", run.id, {"project_id": str(project.id), "format": fmt}
+    )
     send_after_commit(session, "exports.run_export", export_id=str(run.id))
     return run
 
 
-def get(session: Session, export_id: uuid.UUID) -> ExportRun:
-    """An export run, or 404."""
+def get(session: Session, caller: Caller, export_id: uuid.UUID) -> ExportRun:
+    """An export run of a project the caller may see, or 404."""
     run = session.get(ExportRun, export_id)
-    if run is None:
+    if run is None or not projects.can_see(caller, session.get_one(Project, run.project_id)):
         raise NotFound(f"no export {export_id}")
     return run
 
@@ -78,8 +83,16 @@ def winner_of(labels: list[tuple[str, uuid.UUID | None]]) -> uuid.UUID | None:
 def _rows(session: Session, run: ExportRun) -> Iterator[dict[str, Any]]:
     ra, rb = aliased(Response), aliased(Response)
     query = (
-        select(Pair.id, Pair.similarity, Prompt.external_id, Prompt.prompt, ra, rb, Label.choice,
-               Label.winner_response_id)
+        select(
+            Pair.id,
+            Pair.similarity,
+            Prompt.external_id,
+            Prompt.prompt,
+            ra,
+            rb,
+            Label.choice,
+            Label.winner_response_id,
+        )
         .join(Label, Label.pair_id == Pair.id)
         .join(Prompt, Prompt.id == Pair.prompt_id)
         .join(ra, ra.id == Pair.response_a_id)
@@ -123,7 +136,7 @@ def _line(group: list[Any]) -> dict[str, Any] | None:
 
 
 def run_export(export_id: str) -> None:
-    """Write the export file (atomically), record rows and sha256. Rerunning a finished export does nothing."""
+    """Write the export file atomically, record rows and sha256. A finished export is never rewritten."""
     db = get_database()
     with db.session() as session:
         run = session.get(ExportRun, uuid.UUID(export_id))
@@ -155,5 +168,3 @@ def run_export(export_id: str) -> None:
             failed = session.get_one(ExportRun, uuid.UUID(export_id))
             failed.status, failed.error, failed.finished_at = ExportStatus.FAILED, repr(exc)[:2000], utcnow()
         raise
-
-

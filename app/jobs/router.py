@@ -8,11 +8,13 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from app.api.deps import PrincipalDep, SessionDep
+from app.api.deps import DataTeamDep, SessionDep
 from app.api.responses import problems
 from app.errors import NotFound
 from app.jobs import service
 from app.jobs.models import Job, JobStatus
+from app.projects import service as projects
+from app.projects.models import Project
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -31,10 +33,10 @@ class JobRead(BaseModel):
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=problems(404))
-def get_job(job_id: uuid.UUID, session: SessionDep, _principal: PrincipalDep) -> JobRead:
+def get_job(job_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> JobRead:
     """Status and progress (prompts embedded and paired out of those accepted)."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or not projects.can_see(caller, session.get_one(Project, job.project_id)):
         raise NotFound(f"no job {job_id}")
     p = service.progress(session, job)
     return JobRead(

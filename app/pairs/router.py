@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from app.api.deps import PrincipalDep, SessionDep
+from app.api.deps import DataTeamDep, SessionDep
 from app.api.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
 from app.api.responses import problems
 from app.pairs.models import Pair, PairStatus
@@ -23,13 +23,13 @@ router = APIRouter(prefix="/projects/{project_id}/pairs", tags=["pairs"])
 def list_pairs(
     project_id: uuid.UUID,
     session: SessionDep,
-    _principal: PrincipalDep,
+    caller: DataTeamDep,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
     status: PairStatus | None = None,
 ) -> Page[PairRead]:
     """Pairs in creation order, with both responses' texts."""
-    project = projects.get(session, project_id)
+    project = projects.get(session, caller, project_id)
     ra, rb = aliased(Response), aliased(Response)
     query = (
         select(Pair, Prompt.external_id, ra, rb)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Integer, String, Text, Uuid
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, TimestampMixin, utcnow
@@ -47,6 +47,10 @@ class Project(TimestampMixin, Base):
     instructions: Mapped[str] = mapped_column(Text, nullable=False, default="")
     embedding_model: Mapped[str] = mapped_column(String(500), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=ProjectStatus.ACTIVE)
+    # The principal that created it (data teams see the projects they created and those granted to them).
+    created_by_principal_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("principal.id", ondelete="SET NULL"), nullable=True
+    )
     # Pairs handed out at least once; moved only by a conditional UPDATE so it never passes the budget.
     pairs_released: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     updated_at: Mapped[datetime] = mapped_column(

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Response, status
 from sqlalchemy import select
 
-from app.api.deps import PrincipalDep, SessionDep
+from app.api.deps import DataTeamDep, SessionDep
 from app.api.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
 from app.api.responses import problems
 from app.projects import service
@@ -18,17 +18,17 @@ router = APIRouter(prefix="/projects", tags=["projects"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectRead, responses=problems())
-def create_project(body: ProjectCreate, session: SessionDep, _principal: PrincipalDep) -> Project:
-    """Create a labelling project."""
-    return service.create(session, body)
+def create_project(body: ProjectCreate, session: SessionDep, caller: DataTeamDep) -> Project:
+    """Create a labelling project (a data team's own projects are visible to it)."""
+    return service.create(session, caller, body)
 
 
 @router.get("", response_model=Page[ProjectRead], responses=problems())
 def list_projects(
-    session: SessionDep, _principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+    session: SessionDep, caller: DataTeamDep, limit: LimitQuery = 50, cursor: CursorQuery = None
 ) -> Page[ProjectRead]:
-    """Projects, oldest first."""
-    query = select(Project).order_by(Project.id).limit(limit + 1)
+    """The projects the caller may see, oldest first."""
+    query = select(Project).where(service.visible_filter(caller)).order_by(Project.id).limit(limit + 1)
     after = decode_cursor(cursor)
     if after is not None:
         query = query.where(Project.id > after)
@@ -38,27 +38,27 @@ def list_projects(
 
 
 @router.get("/{project_id}", response_model=ProjectRead, responses=problems(404))
-def get_project(project_id: uuid.UUID, session: SessionDep, _principal: PrincipalDep) -> Project:
+def get_project(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Project:
     """One project."""
-    return service.get(session, project_id)
+    return service.get(session, caller, project_id)
 
 
 @router.patch("/{project_id}", response_model=ProjectRead, responses=problems(404, 409))
 def update_project(
-    project_id: uuid.UUID, body: ProjectUpdate, session: SessionDep, _principal: PrincipalDep
+    project_id: uuid.UUID, body: ProjectUpdate, session: SessionDep, caller: DataTeamDep
 ) -> Project:
     """Change a project's settings."""
-    return service.update(session, service.get(session, project_id), body)
+    return service.update(session, caller, service.get(session, caller, project_id), body)
 
 
 @router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404))
-def archive_project(project_id: uuid.UUID, session: SessionDep, _principal: PrincipalDep) -> Response:
+def archive_project(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Response:
     """Archive a project (its data stays; it takes no new prompts or claims)."""
-    service.archive(session, service.get(session, project_id))
+    service.archive(session, caller, service.get(session, caller, project_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{project_id}/stats", response_model=ProjectStats, responses=problems(404))
-def project_stats(project_id: uuid.UUID, session: SessionDep, _principal: PrincipalDep) -> ProjectStats:
+def project_stats(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> ProjectStats:
     """Ingest, embedding, pairing, labelling and budget counts."""
-    return service.stats(session, service.get(session, project_id))
+    return service.stats(session, service.get(session, caller, project_id))

@@ -8,18 +8,18 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.projects.models import ProjectStatus, Strategy
-from app.schemas import Input, NoNulStr
+from app.schemas import Input, NoNulStr, StrictInt
 
 
 class ProjectCreate(Input):
     name: NoNulStr = Field(min_length=1, max_length=200)
     strategy: Strategy = Strategy.DISSIMILAR
-    budget: int | None = Field(
+    budget: StrictInt | None = Field(
         default=None, ge=0, description="Labels the project may store; null = unlimited."
     )
-    annotations_per_pair: int = Field(default=1, ge=1, le=20)
-    pairs_per_prompt: int = Field(default=1, ge=1, le=50)
-    lease_ttl_seconds: int = Field(default=600, ge=10, le=86_400)
+    annotations_per_pair: StrictInt = Field(default=1, ge=1, le=20)
+    pairs_per_prompt: StrictInt = Field(default=1, ge=1, le=50)
+    lease_ttl_seconds: StrictInt = Field(default=600, ge=10, le=86_400)
     instructions: NoNulStr = Field(default="", max_length=20_000)
 
 
@@ -28,10 +28,10 @@ class ProjectUpdate(Input):
 
     name: NoNulStr | None = Field(default=None, min_length=1, max_length=200)
     strategy: Strategy | None = None
-    budget: int | None = Field(default=None, ge=0)
-    annotations_per_pair: int | None = Field(default=None, ge=1, le=20)
-    pairs_per_prompt: int | None = Field(default=None, ge=1, le=50)
-    lease_ttl_seconds: int | None = Field(default=None, ge=10, le=86_400)
+    budget: StrictInt | None = Field(default=None, ge=0)
+    annotations_per_pair: StrictInt | None = Field(default=None, ge=1, le=20)
+    pairs_per_prompt: StrictInt | None = Field(default=None, ge=1, le=50)
+    lease_ttl_seconds: StrictInt | None = Field(default=None, ge=10, le=86_400)
     instructions: NoNulStr | None = Field(default=None, max_length=20_000)
 
 

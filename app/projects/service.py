@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
+from app.audit import service as audit
+from app.auth.context import Caller
+from app.auth.models import Role
 from app.config import get_settings
 from app.embeddings.models import Embedding
 from app.errors import Conflict, InvalidInput, NotFound
@@ -19,28 +22,58 @@ from app.queue.models import Label
 FROZEN_ONCE_PAIRED = ("strategy", "annotations_per_pair", "pairs_per_prompt")
 
 
-def create(session: Session, body: ProjectCreate) -> Project:
-    """A new active project using the configured embedding model."""
-    project = Project(**body.model_dump(), embedding_model=get_settings().embedding_model)
+def create(session: Session, caller: Caller, body: ProjectCreate) -> Project:
+    """A new active project using the configured embedding model, owned by the caller."""
+    project = Project(
+        **body.model_dump(),
+        embedding_model=get_settings().embedding_model,
+        created_by_principal_id=caller.principal_id,
+    )
     session.add(project)
     session.flush()
+    audit.record(session, caller, "project.created", "project", project.id, body.model_dump(mode="json"))
     return project
 
 
-def get(session: Session, project_id: uuid.UUID, *, include_archived: bool = True) -> Project:
-    """A project by id, or 404."""
+def can_see(caller: Caller, project: Project) -> bool:
+    """Admins see every project; others the projects granted to them or (data teams) created by them."""
+    if caller.is_admin or project.id in caller.projects:
+        return True
+    return (
+        caller.role is Role.DATA_TEAM
+        and caller.principal_id is not None
+        and project.created_by_principal_id == caller.principal_id
+    )
+
+
+def visible_filter(caller: Caller) -> ColumnElement[bool]:
+    """The SQL condition for the projects a caller may see."""
+    if caller.is_admin:
+        return true()
+    granted = Project.id.in_(list(caller.projects)) if caller.projects else false()
+    if caller.role is Role.DATA_TEAM and caller.principal_id is not None:
+        return or_(granted, Project.created_by_principal_id == caller.principal_id)
+    return granted
+
+
+def get(session: Session, caller: Caller, project_id: uuid.UUID, *, include_archived: bool = True) -> Project:
+    """A project the caller may see, or 404 (the same answer whether it is missing or someone else's)."""
     project = session.get(Project, project_id)
-    if project is None or (not include_archived and project.status == ProjectStatus.ARCHIVED):
+    if (
+        project is None
+        or not can_see(caller, project)
+        or (not include_archived and project.status == ProjectStatus.ARCHIVED)
+    ):
         raise NotFound(f"no project {project_id}")
     return project
 
 
-def get_active(session: Session, project_id: uuid.UUID) -> Project:
-    """A project that accepts new work (not archived), or 404."""
-    return get(session, project_id, include_archived=False)
+def get_active(session: Session, caller: Caller, project_id: uuid.UUID) -> Project:
+    """A visible project that accepts new work (not archived), or 404."""
+    return get(session, caller, project_id, include_archived=False)
 
 
-def update(session: Session, project: Project, body: ProjectUpdate) -> Project:
+def update(session: Session, caller: Caller, project: Project, body: ProjectUpdate) -> Project:
     """Apply the fields sent; pairing settings are frozen once pairs exist (409)."""
     changes = body.model_dump(exclude_unset=True)
     for field in (
@@ -63,13 +96,22 @@ def update(session: Session, project: Project, body: ProjectUpdate) -> Project:
     for field, value in changes.items():
         setattr(project, field, value)
     session.flush()
+    audit.record(
+        session,
+        caller,
+        "project.changed",
+        "project",
+        project.id,
+        body.model_dump(mode="json", exclude_unset=True),
+    )
     return project
 
 
-def archive(session: Session, project: Project) -> None:
+def archive(session: Session, caller: Caller, project: Project) -> None:
     """Archive: the project stays readable and exportable but takes no new prompts or claims."""
     project.status = ProjectStatus.ARCHIVED
     session.flush()
+    audit.record(session, caller, "project.archived", "project", project.id)
 
 
 def stats(session: Session, project: Project) -> ProjectStats:

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from app.api.deps import PrincipalDep, SessionDep
+from app.api.deps import DataTeamDep, SessionDep
 from app.api.responses import problems
 from app.projects import service as projects
 from app.prompts import service
@@ -19,18 +19,18 @@ router = APIRouter(prefix="/projects/{project_id}/prompts", tags=["prompts"])
     "", status_code=status.HTTP_202_ACCEPTED, response_model=IngestResult, responses=problems(404, 409, 413)
 )
 def ingest_prompts(
-    project_id: uuid.UUID, body: IngestRequest, session: SessionDep, _principal: PrincipalDep
+    project_id: uuid.UUID, body: IngestRequest, session: SessionDep, caller: DataTeamDep
 ) -> IngestResult:
     """Store prompts and their candidate responses; embedding and pairing run in the background."""
-    return service.ingest(session, projects.get_active(session, project_id), body)
+    return service.ingest(session, projects.get_active(session, caller, project_id), body)
 
 
 @router.get("/by-external-id/{external_id:path}", response_model=PromptRead, responses=problems(404))
 def get_prompt_by_external_id(
-    project_id: uuid.UUID, external_id: str, session: SessionDep, _principal: PrincipalDep
+    project_id: uuid.UUID, external_id: str, session: SessionDep, caller: DataTeamDep
 ) -> PromptRead:
     """A prompt by the id the data team gave it."""
-    project = projects.get(session, project_id)
+    project = projects.get(session, caller, project_id)
     return service.read_prompt(
         session, project, service.get_prompt(session, project, external_id=external_id)
     )
@@ -38,8 +38,8 @@ def get_prompt_by_external_id(
 
 @router.get("/{prompt_id}", response_model=PromptRead, responses=problems(404))
 def get_prompt(
-    project_id: uuid.UUID, prompt_id: uuid.UUID, session: SessionDep, _principal: PrincipalDep
+    project_id: uuid.UUID, prompt_id: uuid.UUID, session: SessionDep, caller: DataTeamDep
 ) -> PromptRead:
     """A prompt by its id."""
-    project = projects.get(session, project_id)
+    project = projects.get(session, caller, project_id)
     return service.read_prompt(session, project, service.get_prompt(session, project, prompt_id=prompt_id))

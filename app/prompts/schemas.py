@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 
 from app.config import get_settings
 from app.prompts.models import PromptStatus
@@ -71,12 +71,13 @@ class PromptItem(Input):
 class IngestRequest(Input):
     items: list[PromptItem] = Field(min_length=1, max_length=HARD_MAX_ITEMS)
 
-    @model_validator(mode="after")
-    def _batch_cap(self) -> IngestRequest:
+    @field_validator("items")
+    @classmethod
+    def _batch_cap(cls, value: list[PromptItem]) -> list[PromptItem]:
         cap = get_settings().max_items_per_batch
-        if len(self.items) > cap:
+        if len(value) > cap:
             raise ValueError(f"at most {cap} items per request; split the batch")
-        return self
+        return value
 
 
 class IngestConflict(BaseModel):

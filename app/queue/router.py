@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 
 from app.api.clock import NowDep
-from app.api.deps import PrincipalDep, SessionDep
+from app.api.deps import AnnotatorDep, SessionDep
 from app.api.responses import problems
 from app.errors import Forbidden
 from app.projects import service as projects
@@ -33,22 +33,22 @@ _EMPTY_DOC = {
 @router.post(
     "/projects/{project_id}/queue/claim",
     response_model=ClaimRead,
-    responses={204: _EMPTY_DOC, **problems(403, 404)},
+    responses={204: _EMPTY_DOC, **problems(404)},
 )
 def claim(
     project_id: uuid.UUID,
     session: SessionDep,
-    principal: PrincipalDep,
+    caller: AnnotatorDep,
     now: NowDep,
     body: ClaimRequest | None = None,
 ) -> ClaimRead | Response:
     """Lease the most informative free pair to the caller (or, for admins, to `annotator`)."""
-    annotator = principal.name
+    annotator = caller.name
     if body is not None and body.annotator is not None:
-        if not principal.is_admin:
+        if not caller.is_admin:
             raise Forbidden("only admin keys may claim on behalf of another annotator", field="annotator")
         annotator = body.annotator
-    project = projects.get_active(session, project_id)
+    project = projects.get_active(session, caller, project_id)
     result = service.claim(session, project, annotator, now)
     if isinstance(result, str):
         return Response(
@@ -76,12 +76,10 @@ def claim(
     },
 )
 def label(
-    assignment_id: uuid.UUID, body: LabelRequest, session: SessionDep, principal: PrincipalDep, now: NowDep
+    assignment_id: uuid.UUID, body: LabelRequest, session: SessionDep, caller: AnnotatorDep, now: NowDep
 ) -> JSONResponse:
     """Store the choice for a live assignment; the same choice again returns the first result (200)."""
-    assignment = service.get_assignment(
-        session, assignment_id, None if principal.is_admin else principal.name
-    )
+    assignment = service.get_assignment(session, caller, assignment_id)
     stored, created = service.label(session, assignment, body.choice, now)
     read = LabelRead(
         id=stored.id,

@@ -12,7 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import AlreadyLabeled, LeaseExpired, NotFound
+from app.auth.context import Caller
+from app.config import get_settings
+from app.errors import ActiveLeaseLimit, AlreadyLabeled, LeaseExpired, NotFound
 from app.pairs.models import Pair
 from app.projects.models import Project
 from app.prompts.models import Prompt, Response
@@ -47,6 +49,7 @@ class Claimed:
 
 def claim(session: Session, project: Project, annotator: str, now: datetime) -> Claimed | str:
     """Lease the best free slot to the annotator, or say why there is none (a QueueReason)."""
+    _check_lease_cap(session, annotator, now)
     budget_open = True
     for _attempt in range(20):
         found = repository.find_claimable_slot(
@@ -88,6 +91,22 @@ def claim(session: Session, project: Project, annotator: str, now: datetime) -> 
     return _why_empty(session, project)
 
 
+def _check_lease_cap(session: Session, annotator: str, now: datetime) -> None:
+    cap = get_settings().max_active_leases_per_annotator
+    live = session.scalars(
+        select(Assignment.lease_expires_at)
+        .where(Assignment.annotator == annotator, Assignment.status == AssignmentStatus.ACTIVE)
+        .where(Assignment.lease_expires_at > now)
+        .order_by(Assignment.lease_expires_at)
+    ).all()
+    if len(live) >= cap:
+        retry = max(1, int((live[0] - now).total_seconds()) + 1)
+        raise ActiveLeaseLimit(
+            f"{annotator!r} already holds {len(live)} live leases (the cap is {cap}); label or wait for one",
+            headers={"Retry-After": str(retry)},
+        )
+
+
 def _why_empty(session: Session, project: Project) -> str:
     session.refresh(project)
     max_pairs = project.max_pairs
@@ -99,10 +118,14 @@ def _why_empty(session: Session, project: Project) -> str:
     return QueueReason.EMPTY
 
 
-def get_assignment(session: Session, assignment_id: uuid.UUID, annotator: str | None) -> Assignment:
-    """An assignment visible to this annotator (None = any, for admins); 404 otherwise."""
+def get_assignment(session: Session, caller: Caller, assignment_id: uuid.UUID) -> Assignment:
+    """The caller's own assignment (any, for admins) in a project it may see; 404 otherwise."""
     assignment = session.get(Assignment, assignment_id)
-    if assignment is None or (annotator is not None and assignment.annotator != annotator):
+    if assignment is None:
+        raise NotFound(f"no assignment {assignment_id}")
+    if not caller.is_admin and (
+        assignment.annotator != caller.name or assignment.project_id not in caller.projects
+    ):
         raise NotFound(f"no assignment {assignment_id}")
     return assignment
 

@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.api.clock import get_now
+from app.auth.context import Caller
+from app.auth.models import Role
 from app.db.base import utcnow
 from app.errors import NotFound
 from app.pairs.models import Pair
@@ -154,5 +156,6 @@ class TestLabel:
         make_pairs(session, project, 1)
         session.commit()
         assignment_id = claim(client, project.id, "alice").json()["assignment_id"]
+        bob = Caller(name="bob", role=Role.ANNOTATOR, projects=frozenset({project.id}))
         with db.session() as s, pytest.raises(NotFound):
-            service.get_assignment(s, assignment_id, "bob")
+            service.get_assignment(s, bob, assignment_id)

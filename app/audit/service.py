@@ -1,0 +1,31 @@
+"""Record audit events in the same unit of work as the change they describe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.audit.models import AuditEvent
+from app.auth.context import Caller
+
+
+def record(
+    session: Session,
+    caller: Caller,
+    action: str,
+    target_type: str,
+    target_id: object,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Add one audit event (committed with the change, or not at all)."""
+    session.add(
+        AuditEvent(
+            actor=caller.name,
+            actor_principal_id=caller.principal_id,
+            action=action,
+            target_type=target_type,
+            target_id=str(target_id),
+            details=details,
+        )
+    )

@@ -1,0 +1,31 @@
+"""The caller of a request, as the auth dependency established it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from app.auth.models import Role
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: a principal (or the bootstrap admin, which has no principal row)."""
+
+    name: str
+    role: Role
+    principal_id: uuid.UUID | None = None
+    key_id: uuid.UUID | None = None
+    projects: frozenset[uuid.UUID] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    @property
+    def rate_key(self) -> str:
+        """What rate limits count against: the key, or the bootstrap admin."""
+        return str(self.key_id) if self.key_id else "bootstrap"
+
+
+BOOTSTRAP_ADMIN = Caller(name="admin", role=Role.ADMIN)

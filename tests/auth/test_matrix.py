@@ -1,0 +1,95 @@
+"""Every route × every kind of caller: the expected status, cell by cell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.main import create_app
+from tests.auth.world import build_world
+from tests.conftest import ADMIN_KEY
+
+CALLERS = [
+    "anonymous",
+    "malformed",
+    "revoked",
+    "annotator_a",
+    "annotator_b",
+    "data_team_own",
+    "data_team_other",
+    "admin",
+]
+UNAUTH = {"anonymous": 401, "malformed": 401, "revoked": 401}
+
+
+def row(admin: int, dt_own: int, dt_other: int, ann_a: int, ann_b: int) -> dict[str, int]:
+    return {
+        **UNAUTH,
+        "admin": admin,
+        "data_team_own": dt_own,
+        "data_team_other": dt_other,
+        "annotator_a": ann_a,
+        "annotator_b": ann_b,
+    }
+
+
+ADMIN_ONLY = row(200, 403, 403, 403, 403)
+PROJECT_READ = row(200, 200, 404, 403, 403)
+
+# (method, path template) → (request body, expected status per caller)
+MATRIX: dict[tuple[str, str], tuple[Any, dict[str, int]]] = {
+    ("POST", "/v1/keys"): ({"role": "annotator", "name": "newcomer"}, row(201, 403, 403, 403, 403)),
+    ("GET", "/v1/keys"): (None, ADMIN_ONLY),
+    ("DELETE", "/v1/keys/{key_id}"): (None, row(204, 403, 403, 403, 403)),
+    ("GET", "/v1/me"): (None, row(200, 200, 200, 200, 200)),
+    ("GET", "/v1/audit"): (None, ADMIN_ONLY),
+    ("POST", "/v1/projects"): ({"name": "new"}, row(201, 201, 201, 403, 403)),
+    ("GET", "/v1/projects"): (None, row(200, 200, 200, 403, 403)),
+    ("GET", "/v1/projects/{project_id}"): (None, PROJECT_READ),
+    ("PATCH", "/v1/projects/{project_id}"): ({"instructions": "Be kind."}, PROJECT_READ),
+    ("DELETE", "/v1/projects/{project_id}"): (None, row(204, 204, 404, 403, 403)),
+    ("GET", "/v1/projects/{project_id}/stats"): (None, PROJECT_READ),
+    ("POST", "/v1/projects/{project_id}/prompts"): (
+        {"items": [{"external_id": "new", "prompt": "q", "responses": ["a", "b"]}]},
+        row(202, 202, 404, 403, 403),
+    ),
+    ("GET", "/v1/projects/{project_id}/prompts/by-external-id/{external_id}"): (None, PROJECT_READ),
+    ("GET", "/v1/projects/{project_id}/prompts/{prompt_id}"): (None, PROJECT_READ),
+    ("GET", "/v1/jobs/{job_id}"): (None, PROJECT_READ),
+    ("GET", "/v1/projects/{project_id}/pairs"): (None, PROJECT_READ),
+    ("POST", "/v1/projects/{project_id}/queue/claim"): (None, row(200, 403, 403, 200, 200)),
+    ("POST", "/v1/assignments/{assignment_id}/label"): ({"choice": "a"}, row(201, 403, 403, 201, 404)),
+    ("POST", "/v1/projects/{project_id}/exports"): ({"format": "jsonl"}, row(202, 202, 404, 403, 403)),
+    ("GET", "/v1/exports/{export_id}"): (None, PROJECT_READ),
+    ("GET", "/v1/exports/{export_id}/file"): (None, PROJECT_READ),
+}
+
+
+def test_the_matrix_covers_every_route() -> None:
+    schema = create_app(admin_key=ADMIN_KEY, start_runner=False).openapi()
+    routes = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
+    assert routes == set(MATRIX)
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("route", list(MATRIX), ids=[f"{m} {p}" for m, p in MATRIX])
+def test_status(route: tuple[str, str], caller: str, client: Any, db: Any, recorded_tasks: list[Any]) -> None:
+    world = build_world(db)
+    method, template = route
+    body, expected = MATRIX[route]
+    path = template.format(
+        key_id=world.ids["key_spare"],
+        project_id=world.ids["project"],
+        external_id=world.ids["prompt_external_id"],
+        prompt_id=world.ids["prompt"],
+        job_id=world.ids["job"],
+        assignment_id=world.ids["assignment_a"],
+        export_id=world.ids["export"],
+    )
+    key = world.keys[caller]
+    headers = {"Authorization": f"Bearer {key}"} if key else {"Authorization": ""}
+    response = client.request(method, path, json=body, headers=headers)
+    assert response.status_code == expected[caller], response.text
+    if response.status_code >= 400:
+        assert response.headers["content-type"] == "application/problem+json"

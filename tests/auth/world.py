@@ -1,0 +1,70 @@
+"""A small world of principals, keys and objects for authorization tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from app.auth import service as auth
+from app.auth.context import BOOTSTRAP_ADMIN
+from app.auth.models import Role
+from app.config import get_settings
+from app.db.base import utcnow
+from app.exports import service as exports
+from app.jobs.models import Job, JobKind
+from app.queue import service as queue
+from tests.factories import make_pairs, make_project
+
+
+@dataclass
+class World:
+    keys: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, Any] = field(default_factory=dict)
+
+
+def build_world(db: Any) -> World:
+    """Projects P and Q; admin, data teams (own: P, other: Q), annotators A and B (P), a revoked key."""
+    world = World()
+    settings = get_settings()
+    with db.session() as session:
+        p = make_project(session, name="P")
+        q = make_project(session, name="Q")
+        pairs = make_pairs(session, p, 3)
+        make_pairs(session, q, 1)
+        job = Job(project_id=p.id, kind=JobKind.INGEST, total=0)
+        session.add(job)
+        session.flush()
+        grants = {
+            "admin": (Role.ADMIN, None),
+            "data_team_own": (Role.DATA_TEAM, [p.id]),
+            "data_team_other": (Role.DATA_TEAM, [q.id]),
+            "annotator_a": (Role.ANNOTATOR, [p.id]),
+            "annotator_b": (Role.ANNOTATOR, [p.id]),
+            "revoked": (Role.ANNOTATOR, [p.id]),
+            "spare": (Role.ANNOTATOR, [p.id]),
+        }
+        for name, (role, projects) in grants.items():
+            created = auth.create_key(
+                session, settings, BOOTSTRAP_ADMIN, role=role, name=name, projects=projects, expires_at=None
+            )
+            world.keys[name] = created.key
+            world.ids[f"key_{name}"] = created.row.id
+        auth.revoke_key(session, BOOTSTRAP_ADMIN, world.ids["key_revoked"], utcnow())
+        claimed = queue.claim(session, p, "annotator_a", utcnow())
+        assert not isinstance(claimed, str)
+        export = exports.create(session, BOOTSTRAP_ADMIN, p, "jsonl")
+        world.ids.update(
+            project=p.id,
+            other_project=q.id,
+            prompt=pairs[0].prompt_id,
+            prompt_external_id="factory-0",
+            job=job.id,
+            assignment_a=claimed.assignment.id,
+            export=export.id,
+        )
+    exports.run_export(str(world.ids["export"]))
+    world.keys["malformed"] = "real_" + "x" * 38
+    world.keys["anonymous"] = ""
+    world.ids["expires_soon"] = utcnow() + timedelta(days=1)
+    return world
