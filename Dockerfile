@@ -38,7 +38,7 @@ FROM python:3.11-slim AS runtime
 
 RUN groupadd --system --gid 10001 real \
     && useradd --system --uid 10001 --gid real --home-dir /home/real --create-home real \
-    && mkdir -p /var/lib/real-align/exports \
+    && mkdir -p /var/lib/real-align/exports /var/lib/real-align/indexes \
     && chown -R real:real /var/lib/real-align
 
 COPY --from=build /opt/venv /opt/venv

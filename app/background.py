@@ -23,6 +23,7 @@ TASKS: dict[str, str] = {
     "embeddings.embed_prompts": "app.embeddings.service:embed_prompts",
     "exports.run_export": "app.exports.service:run_export",
     "maintenance.reconcile": "app.maintenance:reconcile",
+    "neighbors.build_index": "app.neighbors.service:build_index",
 }
 QUEUES: dict[str, str] = {"embeddings.embed_prompts": "embeddings"}
 DEFAULT_QUEUE = "default"

@@ -90,6 +90,26 @@ class AlreadyLabeled(Conflict):
     title = "This assignment already has a different label"
 
 
+class IndexNotReady(Conflict):
+    code = "index_not_ready"
+    title = "The neighbour index for this project is not built yet"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+    title = "This Idempotency-Key was used for a different request"
+
+
+class RenewalLimit(Conflict):
+    code = "renewal_limit"
+    title = "The lease was renewed as often as allowed"
+
+
+class UndoRefused(Conflict):
+    code = "undo_refused"
+    title = "Only your last label can be withdrawn, within the undo window"
+
+
 class InvalidInput(DomainError):
     status = 422
     code = "invalid_input"

@@ -16,7 +16,7 @@ from app.background import get_runner
 from app.config import get_settings
 from app.db.session import get_database
 from app.errors import install_handlers
-from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SQLiteSerializeMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ def create_app(*, admin_key: str | None = None, start_runner: bool | None = None
     app.state.admin_key = admin_key if admin_key is not None else configured_admin_key()
     install_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    if settings.is_sqlite:
+        app.add_middleware(SQLiteSerializeMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(api_router)
 

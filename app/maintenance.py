@@ -17,15 +17,18 @@ from app.db.base import utcnow
 from app.db.session import get_database
 from app.exports.models import ExportRun, ExportStatus
 from app.prompts.models import Prompt, PromptStatus
+from app.queue import repository as queue_repository
 
 log = logging.getLogger(__name__)
 
 
 def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
-    """Re-send embedding for prompts pending too long, and exports queued too long."""
+    """Re-send embedding for prompts pending too long and exports queued too long; record expired leases."""
     settings = get_settings()
     age = settings.reconcile_after_seconds if older_than_seconds is None else older_than_seconds
     cutoff = utcnow() - timedelta(seconds=age)
+    with get_database().session() as session:
+        expired = queue_repository.mark_expired(session, utcnow())
     with get_database().session() as session:
         prompt_ids = [
             str(p)
@@ -49,6 +52,8 @@ def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
         background.dispatch("embeddings.embed_prompts", {"prompt_ids": prompt_ids[start : start + chunk]})
     for export_id in export_ids:
         background.dispatch("exports.run_export", {"export_id": export_id})
+    if expired:
+        log.info("queue.leases_expired", extra={"count": expired})
     if prompt_ids or export_ids:
         log.info("maintenance.reconciled", extra={"prompts": len(prompt_ids), "exports": len(export_ids)})
-    return {"prompts": len(prompt_ids), "exports": len(export_ids)}
+    return {"prompts": len(prompt_ids), "exports": len(export_ids), "expired_leases": expired}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -69,3 +70,29 @@ class BodySizeLimitMiddleware:
 
 class _TooLarge(Exception):
     pass
+
+
+class SQLiteSerializeMiddleware:
+    """On SQLite, run one database request at a time, queued on the event loop.
+
+    SQLite has one writer; every transaction here starts with BEGIN IMMEDIATE. A request holds that lock from
+    its first query to its commit, across several threadpool hops (auth, route, serialisation, commit). With
+    more concurrent requests than threadpool threads, the holder can wait for a thread that every other
+    request occupies while waiting for its lock: a deadlock until the busy timeout. Queuing requests on the
+    event loop (no thread held while waiting) removes it; SQLite would serialise the writes anyway. File
+    downloads are left out so a long download does not stall annotators.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._lock: asyncio.Lock | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/v1/") or path.endswith("/file"):
+            await self.app(scope, receive, send)
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            await self.app(scope, receive, send)

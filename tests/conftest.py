@@ -18,10 +18,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 PG_URL = find_postgres()
 EXPORT_DIR = Path(tempfile.mkdtemp(prefix="real-align-test-exports-"))
+INDEX_DIR = Path(tempfile.mkdtemp(prefix="real-align-test-indexes-"))
 ADMIN_KEY = "real_test_admin_key_0123456789abcdef"
 
 os.environ["REAL_ENV"] = "test"
 os.environ["REAL_EXPORT_DIR"] = str(EXPORT_DIR)
+os.environ["REAL_INDEX_DIR"] = str(INDEX_DIR)
 os.environ.pop("REAL_BROKER_URL", None)
 os.environ.pop("REAL_BOOTSTRAP_ADMIN_KEY", None)
 if PG_URL:

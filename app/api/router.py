@@ -8,6 +8,7 @@ from app.audit.router import router as audit_router
 from app.auth.router import router as auth_router
 from app.exports.router import router as exports_router
 from app.jobs.router import router as jobs_router
+from app.neighbors.router import router as neighbors_router
 from app.pairs.router import router as pairs_router
 from app.projects.router import router as projects_router
 from app.prompts.router import router as prompts_router
@@ -23,5 +24,6 @@ for _router in (
     pairs_router,
     queue_router,
     exports_router,
+    neighbors_router,
 ):
     api_router.include_router(_router)

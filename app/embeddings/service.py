@@ -13,6 +13,7 @@ from app.db.session import get_database
 from app.embeddings import repository
 from app.embeddings.codec import to_bytes
 from app.embeddings.embedder import get_embedder
+from app.neighbors.service import schedule_builds
 from app.projects.models import Project
 from app.prompts.models import Prompt, PromptStatus, Response
 from app.selection.service import build_pairs
@@ -67,3 +68,5 @@ def embed_prompts(prompt_ids: list[str]) -> None:
             log.info("embeddings.stored", extra={"model": model_name, "count": len(rows)})
     with db.session() as session:
         build_pairs(session, ids)
+        # New vectors change the project's neighbours; the build task debounces (app/neighbors/service.py).
+        schedule_builds(session, ids)

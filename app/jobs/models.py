@@ -16,6 +16,7 @@ from app.db.types import UTCDateTime
 
 class JobKind(StrEnum):
     INGEST = "ingest"
+    RESELECT = "reselect"
 
 
 class JobStatus(StrEnum):

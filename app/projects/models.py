@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, Uuid
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, TimestampMixin, utcnow
@@ -45,6 +45,9 @@ class Project(TimestampMixin, Base):
     pairs_per_prompt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     lease_ttl_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=600)
     instructions: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    # Responses at least this cosine-similar to an earlier one in the same prompt are collapsed before
+    # pairing (null: only exact duplicates are).
+    near_duplicate_threshold: Mapped[float | None] = mapped_column(Float, nullable=True, default=0.98)
     embedding_model: Mapped[str] = mapped_column(String(500), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=ProjectStatus.ACTIVE)
     # The principal that created it (data teams see the projects they created and those granted to them).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Response, status
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from app.api.deps import DataTeamDep, SessionDep
@@ -13,6 +14,7 @@ from app.api.responses import problems
 from app.projects import service
 from app.projects.models import Project
 from app.projects.schemas import ProjectCreate, ProjectRead, ProjectStats, ProjectUpdate
+from app.selection import reselect
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 
@@ -56,6 +58,23 @@ def archive_project(project_id: uuid.UUID, session: SessionDep, caller: DataTeam
     """Archive a project (its data stays; it takes no new prompts or claims)."""
     service.archive(session, caller, service.get(session, caller, project_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class ReselectRead(BaseModel):
+    job_id: uuid.UUID | None
+    prompts: int
+
+
+@router.post(
+    "/{project_id}/reselect",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ReselectRead,
+    responses=problems(404),
+)
+def reselect_project(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> ReselectRead:
+    """Choose pairs again, with the current strategy and threshold, for prompts no one was handed yet."""
+    result = reselect.reselect(session, caller, service.get_active(session, caller, project_id))
+    return ReselectRead(job_id=result.job_id, prompts=result.prompts)
 
 
 @router.get("/{project_id}/stats", response_model=ProjectStats, responses=problems(404))

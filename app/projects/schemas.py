@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from app.embeddings.embedder import check_model_name
 from app.projects.models import ProjectStatus, Strategy
 from app.schemas import Input, NoNulStr, StrictInt
+
+# Checked without loading torch: a packaged name or a local model folder (nothing is downloaded).
+EmbeddingModelName = Annotated[NoNulStr, AfterValidator(check_model_name)]
+EMBEDDING_MODEL_HELP = (
+    "The packaged all-MiniLM-L6-v2, or the absolute path of a local sentence-transformers model or Hugging "
+    "Face causal LM folder; recorded with every vector. Changing it re-embeds and re-pairs the prompts "
+    "none of whose pairs was handed out yet."
+)
 
 
 class ProjectCreate(Input):
@@ -21,6 +31,19 @@ class ProjectCreate(Input):
     pairs_per_prompt: StrictInt = Field(default=1, ge=1, le=50)
     lease_ttl_seconds: StrictInt = Field(default=600, ge=10, le=86_400)
     instructions: NoNulStr = Field(default="", max_length=20_000)
+    embedding_model: EmbeddingModelName | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description=EMBEDDING_MODEL_HELP + " Default: the REAL_EMBEDDING_MODEL setting.",
+    )
+    near_duplicate_threshold: float | None = Field(
+        default=0.98,
+        gt=0,
+        le=1,
+        description="Collapse responses at least this cosine-similar within a prompt before pairing; null: "
+        "exact duplicates only.",
+    )
 
 
 class ProjectUpdate(Input):
@@ -33,6 +56,10 @@ class ProjectUpdate(Input):
     pairs_per_prompt: StrictInt | None = Field(default=None, ge=1, le=50)
     lease_ttl_seconds: StrictInt | None = Field(default=None, ge=10, le=86_400)
     instructions: NoNulStr | None = Field(default=None, max_length=20_000)
+    near_duplicate_threshold: float | None = Field(default=None, gt=0, le=1)
+    embedding_model: EmbeddingModelName | None = Field(
+        default=None, min_length=1, max_length=500, description=EMBEDDING_MODEL_HELP
+    )
 
 
 class ProjectRead(BaseModel):
@@ -46,6 +73,7 @@ class ProjectRead(BaseModel):
     pairs_per_prompt: int
     lease_ttl_seconds: int
     instructions: str
+    near_duplicate_threshold: float | None
     embedding_model: str
     status: ProjectStatus
     created_at: datetime

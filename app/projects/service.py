@@ -18,20 +18,24 @@ from app.projects.models import Project, ProjectStatus
 from app.projects.schemas import ProjectCreate, ProjectStats, ProjectUpdate
 from app.prompts.models import Prompt, PromptStatus, Response
 from app.queue.models import Label
+from app.selection.reembed import reembed_project
 
-FROZEN_ONCE_PAIRED = ("strategy", "annotations_per_pair", "pairs_per_prompt")
+# Slots are made per pair when it is created, so overlap cannot change under existing pairs. Strategy,
+# pairs per prompt and the near-duplicate threshold apply to new prompts and to POST .../reselect.
+FROZEN_ONCE_PAIRED = ("annotations_per_pair",)
 
 
 def create(session: Session, caller: Caller, body: ProjectCreate) -> Project:
-    """A new active project using the configured embedding model, owned by the caller."""
+    """A new active project with the chosen (else the configured) embedding model, owned by the caller."""
     project = Project(
-        **body.model_dump(),
-        embedding_model=get_settings().embedding_model,
+        **body.model_dump(exclude={"embedding_model"}),
+        embedding_model=body.embedding_model or get_settings().embedding_model,
         created_by_principal_id=caller.principal_id,
     )
     session.add(project)
     session.flush()
-    audit.record(session, caller, "project.created", "project", project.id, body.model_dump(mode="json"))
+    details = body.model_dump(mode="json") | {"embedding_model": project.embedding_model}
+    audit.record(session, caller, "project.created", "project", project.id, details)
     return project
 
 
@@ -83,6 +87,7 @@ def update(session: Session, caller: Caller, project: Project, body: ProjectUpda
         "pairs_per_prompt",
         "lease_ttl_seconds",
         "instructions",
+        "embedding_model",
     ):
         if field in changes and changes[field] is None:
             raise InvalidInput(f"{field} cannot be null", field=field)
@@ -90,9 +95,16 @@ def update(session: Session, caller: Caller, project: Project, body: ProjectUpda
     if frozen and session.scalar(select(func.count()).select_from(Pair).where(Pair.project_id == project.id)):
         raise Conflict(
             f"{', '.join(frozen)} cannot change once pairs exist "
-            "(re-selection comes with the selection engine)",
+            "(each pair's annotation slots are made when it is chosen)",
             field=frozen[0],
         )
+    previous_model = project.embedding_model
+    # Before the project row is written: re-embedding locks prompts and slots first (a claim's lock order).
+    reembedded = (
+        reembed_project(session, project)
+        if changes.get("embedding_model", previous_model) != previous_model
+        else None
+    )
     for field, value in changes.items():
         setattr(project, field, value)
     session.flush()
@@ -104,6 +116,15 @@ def update(session: Session, caller: Caller, project: Project, body: ProjectUpda
         project.id,
         body.model_dump(mode="json", exclude_unset=True),
     )
+    if reembedded is not None:
+        audit.record(
+            session,
+            caller,
+            "project.reembedding",
+            "project",
+            project.id,
+            {"from": previous_model, "to": project.embedding_model, "prompts": reembedded},
+        )
     return project
 
 

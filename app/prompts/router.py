@@ -7,10 +7,12 @@ import uuid
 from fastapi import APIRouter, status
 
 from app.api.deps import DataTeamDep, SessionDep
+from app.api.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
 from app.api.responses import problems
 from app.projects import service as projects
 from app.prompts import service
-from app.prompts.schemas import IngestRequest, IngestResult, PromptRead
+from app.prompts.models import PromptStatus
+from app.prompts.schemas import IngestRequest, IngestResult, PromptRead, PromptSummary
 
 router = APIRouter(prefix="/projects/{project_id}/prompts", tags=["prompts"])
 
@@ -23,6 +25,24 @@ def ingest_prompts(
 ) -> IngestResult:
     """Store prompts and their candidate responses; embedding and pairing run in the background."""
     return service.ingest(session, projects.get_active(session, caller, project_id), body)
+
+
+@router.get("", response_model=Page[PromptSummary], responses=problems(404))
+def list_prompts(
+    project_id: uuid.UUID,
+    session: SessionDep,
+    caller: DataTeamDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+    status: PromptStatus | None = None,
+    labelled: bool | None = None,
+) -> Page[PromptSummary]:
+    """The project's prompts, oldest first; filter by status (e.g. unpairable) and by having labels."""
+    project = projects.get(session, caller, project_id)
+    items, last = service.list_prompts(
+        session, project, status=status, labelled=labelled, after=decode_cursor(cursor), limit=limit
+    )
+    return Page(items=items, next_cursor=encode_cursor(last) if last else None)
 
 
 @router.get("/by-external-id/{external_id:path}", response_model=PromptRead, responses=problems(404))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -103,6 +103,24 @@ class ResponseRead(BaseModel):
     truncated: bool | None
 
 
+class PromptPair(BaseModel):
+    id: uuid.UUID
+    response_a_id: uuid.UUID
+    response_b_id: uuid.UUID
+    strategy: str
+    rank: int
+    similarity: float
+    priority: float = Field(description="The strategy's score; the queue hands out the highest first.")
+    status: str
+    labels: int
+
+
+class Collapsed(BaseModel):
+    response_id: uuid.UUID
+    reason: Literal["empty", "exact_duplicate", "near_duplicate"]
+    duplicate_of: uuid.UUID | None
+
+
 class PromptRead(BaseModel):
     id: uuid.UUID
     project_id: uuid.UUID
@@ -113,3 +131,18 @@ class PromptRead(BaseModel):
     job_id: uuid.UUID | None
     created_at: datetime
     responses: list[ResponseRead]
+    similarity_matrix: list[list[float | None]] | None = Field(
+        description="Cosine similarity between responses, in position order (null until all are embedded)."
+    )
+    collapsed: list[Collapsed] = Field(description="Responses left out of pairing, and why.")
+    pairs: list[PromptPair] = Field(description="The pairs chosen for this prompt, best first.")
+
+
+class PromptSummary(BaseModel):
+    id: uuid.UUID
+    external_id: str
+    status: PromptStatus
+    responses: int
+    pairs: int
+    labels: int
+    created_at: datetime

@@ -7,25 +7,33 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+import numpy as np
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app.config import get_settings
 from app.db.after_commit import send_after_commit
 from app.embeddings import repository as embedding_repository
+from app.embeddings.codec import from_bytes
 from app.errors import Conflict, NotFound
 from app.jobs.models import Job, JobKind
+from app.pairs.models import Pair
 from app.projects.models import Project
 from app.prompts.models import Prompt, PromptStatus, Response
 from app.prompts.schemas import (
+    Collapsed,
     IngestConflict,
     IngestRequest,
     IngestResult,
     PromptItem,
+    PromptPair,
     PromptRead,
+    PromptSummary,
     ResponseRead,
 )
+from app.queue.models import Label
+from app.selection.strategies import cosine_matrix
 
 
 def text_sha256(text: str) -> str:
@@ -141,10 +149,15 @@ def get_prompt(
 
 
 def read_prompt(session: Session, project: Project, prompt: Prompt) -> PromptRead:
-    """The API view of a prompt: its responses with their embedding state."""
+    """The API view of a prompt: responses, their similarity matrix, what was collapsed, and the pairs."""
     vectors = embedding_repository.vectors_for(
         session, project.embedding_model, [r.text_sha256 for r in prompt.responses]
     )
+    responses = sorted(prompt.responses, key=lambda r: r.position)
+    matrix = _similarity_matrix(responses, vectors)
+    pairs = session.scalars(
+        select(Pair).where(Pair.prompt_id == prompt.id).order_by(Pair.rank, Pair.id)
+    ).all()
     return PromptRead(
         id=prompt.id,
         project_id=prompt.project_id,
@@ -164,6 +177,124 @@ def read_prompt(session: Session, project: Project, prompt: Prompt) -> PromptRea
                 embedded=r.text_sha256 in vectors,
                 truncated=vectors[r.text_sha256].truncated if r.text_sha256 in vectors else None,
             )
-            for r in prompt.responses
+            for r in responses
+        ],
+        similarity_matrix=matrix,
+        collapsed=_collapsed(responses, matrix, project.near_duplicate_threshold),
+        pairs=[
+            PromptPair(
+                id=p.id,
+                response_a_id=p.response_a_id,
+                response_b_id=p.response_b_id,
+                strategy=p.strategy,
+                rank=p.rank,
+                similarity=p.similarity,
+                priority=p.priority,
+                status=p.status,
+                labels=p.labels_count,
+            )
+            for p in pairs
         ],
     )
+
+
+def _similarity_matrix(responses: list[Response], vectors: dict[str, Any]) -> list[list[float | None]] | None:
+    if any(r.text.strip() and r.text_sha256 not in vectors for r in responses):
+        return None
+    rows = [
+        from_bytes(vectors[r.text_sha256].vector, vectors[r.text_sha256].dim)
+        if r.text_sha256 in vectors
+        else None
+        for r in responses
+    ]
+    dim = next((v.shape[0] for v in rows if v is not None), 1)
+    stacked = np.stack([v if v is not None else np.zeros(dim, dtype=np.float32) for v in rows])
+    sims = cosine_matrix(stacked)
+    return [
+        [
+            round(float(sims[i, j]), 6) if rows[i] is not None and rows[j] is not None else None
+            for j in range(len(rows))
+        ]
+        for i in range(len(rows))
+    ]
+
+
+def _collapsed(
+    responses: list[Response], matrix: list[list[float | None]] | None, threshold: float | None
+) -> list[Collapsed]:
+    """Mirror of the selection's collapsing, for the view: empty, exact duplicates, then near-duplicates."""
+    out: list[Collapsed] = []
+    kept: list[int] = []
+    first_by_hash: dict[str, Response] = {}
+    for index, response in enumerate(responses):
+        if not response.text.strip():
+            out.append(Collapsed(response_id=response.id, reason="empty", duplicate_of=None))
+            continue
+        if response.text_sha256 in first_by_hash:
+            out.append(
+                Collapsed(
+                    response_id=response.id,
+                    reason="exact_duplicate",
+                    duplicate_of=first_by_hash[response.text_sha256].id,
+                )
+            )
+            continue
+        first_by_hash[response.text_sha256] = response
+        if matrix is not None and threshold is not None:
+            near = next((k for k in kept if (matrix[index][k] or -1.0) >= threshold), None)
+            if near is not None:
+                out.append(
+                    Collapsed(
+                        response_id=response.id, reason="near_duplicate", duplicate_of=responses[near].id
+                    )
+                )
+                continue
+        kept.append(index)
+    return out
+
+
+def list_prompts(
+    session: Session,
+    project: Project,
+    *,
+    status: PromptStatus | None,
+    labelled: bool | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> tuple[list[PromptSummary], uuid.UUID | None]:
+    """A page of the project's prompts with counts, filtered by status and by whether any label exists."""
+    responses = select(func.count()).select_from(Response).where(Response.prompt_id == Prompt.id)
+    pairs = select(func.count()).select_from(Pair).where(Pair.prompt_id == Prompt.id)
+    labels = (
+        select(func.count())
+        .select_from(Label)
+        .join(Pair, Pair.id == Label.pair_id)
+        .where(Pair.prompt_id == Prompt.id)
+    )
+    query = (
+        select(Prompt, responses.scalar_subquery(), pairs.scalar_subquery(), labels.scalar_subquery())
+        .where(Prompt.project_id == project.id)
+        .order_by(Prompt.id)
+        .limit(limit + 1)
+    )
+    if status is not None:
+        query = query.where(Prompt.status == status)
+    if labelled is not None:
+        has_label = exists().where(Label.pair_id == Pair.id, Pair.prompt_id == Prompt.id)
+        query = query.where(has_label if labelled else ~has_label)
+    if after is not None:
+        query = query.where(Prompt.id > after)
+    rows = session.execute(query).all()
+    items = [
+        PromptSummary(
+            id=p.id,
+            external_id=p.external_id,
+            status=PromptStatus(p.status),
+            responses=r,
+            pairs=n,
+            labels=lab,
+            created_at=p.created_at,
+        )
+        for p, r, n, lab in rows[:limit]
+    ]
+    return items, rows[limit - 1][0].id if len(rows) > limit else None

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, String, Uuid
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, TimestampMixin
@@ -14,8 +14,14 @@ from app.db.types import UTCDateTime
 
 
 class AssignmentStatus(StrEnum):
-    ACTIVE = "active"
+    ACTIVE = "active"  # leased (live until lease_expires_at)
     LABELED = "labeled"
+    RELEASED = "released"  # given back by the annotator; the pair may come to them again
+    SKIPPED = "skipped"  # declined; the pair never comes to this annotator again
+    EXPIRED = (
+        "expired"  # the lease ran out (recorded by maintenance, for metrics; not needed for correctness)
+    )
+    WITHDRAWN = "withdrawn"  # labelled, then the label was undone
 
 
 class Choice(StrEnum):
@@ -42,11 +48,19 @@ class Assignment(TimestampMixin, Base):
     shown_second_response_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("response.id"), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=AssignmentStatus.ACTIVE)
     lease_expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    renewals: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Label(TimestampMixin, Base):
     __tablename__ = "label"
-    __table_args__ = (Index("ix_label_project", "project_id"), Index("ix_label_pair", "pair_id"))
+    __table_args__ = (
+        Index("ix_label_project", "project_id"),
+        Index("ix_label_pair", "pair_id"),
+        # A client's Idempotency-Key names one label of that annotator, whatever the assignment.
+        UniqueConstraint("annotator", "idempotency_key"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid.uuid4)
     # Unique: one label per assignment, which makes a retried submit find the first one.
@@ -62,3 +76,8 @@ class Label(TimestampMixin, Base):
     winner_response_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("response.id"), nullable=True)
     shown_first_response_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("response.id"), nullable=False)
     labeled_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    confidence: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rationale: Mapped[str | None] = mapped_column(Text, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # sha256 of the request (assignment, choice, confidence, rationale): a retry must match it exactly.
+    request_sha256: Mapped[str] = mapped_column(String(64), nullable=False)

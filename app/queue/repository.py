@@ -32,7 +32,10 @@ def find_claimable_slot(
     already_has_pair = exists().where(
         Assignment.pair_id == PairSlot.pair_id,
         Assignment.annotator == annotator,
-        or_(Assignment.status == AssignmentStatus.LABELED, Assignment.lease_expires_at > now),
+        or_(
+            Assignment.status.in_([AssignmentStatus.LABELED, AssignmentStatus.SKIPPED]),
+            and_(Assignment.status == AssignmentStatus.ACTIVE, Assignment.lease_expires_at > now),
+        ),
     )
     released = Pair.released_at.is_not(None)
     query = (
@@ -80,16 +83,6 @@ def mark_pair_released(session: Session, pair_id: uuid.UUID, now: datetime) -> b
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
-
-
-def unrelease_pair(session: Session, pair_id: uuid.UUID) -> None:
-    """Undo mark_pair_released in the same transaction (the budget refused the pair)."""
-    session.execute(
-        update(Pair)
-        .where(Pair.id == pair_id)
-        .values(released_at=None, status=PairStatus.QUEUED)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def lease_slot(
@@ -150,3 +143,64 @@ def has_pending_prompts(session: Session, project_id: uuid.UUID) -> bool:
             )
         )
     )
+
+
+def extend_lease(
+    session: Session, slot_id: uuid.UUID, assignment_id: uuid.UUID, now: datetime, expires_at: datetime
+) -> bool:
+    """Push a live lease's expiry out; False if the lease is no longer this assignment's or has ended."""
+    result = session.execute(
+        update(PairSlot)
+        .where(
+            PairSlot.id == slot_id,
+            PairSlot.done.is_(False),
+            PairSlot.lease_assignment_id == assignment_id,
+            PairSlot.lease_expires_at > now,
+        )
+        .values(lease_expires_at=expires_at)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def free_slot(session: Session, slot_id: uuid.UUID, assignment_id: uuid.UUID, now: datetime) -> bool:
+    """End a live lease early (release or skip), so the slot is claimable at once."""
+    result = session.execute(
+        update(PairSlot)
+        .where(
+            PairSlot.id == slot_id,
+            PairSlot.done.is_(False),
+            PairSlot.lease_assignment_id == assignment_id,
+            PairSlot.lease_expires_at > now,
+        )
+        .values(lease_assignment_id=None, lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def reopen_slot(session: Session, slot_id: uuid.UUID, pair_id: uuid.UUID) -> None:
+    """Undo a label: the slot wants a label again and the pair is no longer done."""
+    session.execute(
+        update(PairSlot)
+        .where(PairSlot.id == slot_id)
+        .values(done=False, lease_assignment_id=None, lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Pair)
+        .where(Pair.id == pair_id)
+        .values(labels_count=Pair.labels_count - 1, status=PairStatus.RELEASED)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_expired(session: Session, now: datetime) -> int:
+    """Record ended leases as expired (for metrics; claims never depend on it)."""
+    result = session.execute(
+        update(Assignment)
+        .where(Assignment.status == AssignmentStatus.ACTIVE, Assignment.lease_expires_at <= now)
+        .values(status=AssignmentStatus.EXPIRED, ended_at=Assignment.lease_expires_at)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Header, Response, status
 from fastapi.responses import JSONResponse
 
 from app.api.clock import NowDep
 from app.api.deps import AnnotatorDep, SessionDep
 from app.api.responses import problems
+from app.config import get_settings
 from app.errors import Forbidden
 from app.projects import service as projects
 from app.queue import service
-from app.queue.schemas import ClaimRead, ClaimRequest, LabelRead, LabelRequest, ShownResponse
+from app.queue.models import Assignment, Choice, Label
+from app.queue.schemas import (
+    ClaimRead,
+    ClaimRequest,
+    LabelRead,
+    LabelRequest,
+    LeaseRead,
+    ShownResponse,
+    SkipRequest,
+)
 
 router = APIRouter(tags=["queue"])
 
@@ -41,7 +52,7 @@ def claim(
     caller: AnnotatorDep,
     now: NowDep,
     body: ClaimRequest | None = None,
-) -> ClaimRead | Response:
+) -> Response:
     """Lease the most informative free pair to the caller (or, for admins, to `annotator`)."""
     annotator = caller.name
     if body is not None and body.annotator is not None:
@@ -55,7 +66,7 @@ def claim(
             status_code=status.HTTP_204_NO_CONTENT,
             headers={"Real-Queue-Reason": result, "Retry-After": str(service.RETRY_AFTER_SECONDS[result])},
         )
-    return ClaimRead(
+    read = ClaimRead(
         assignment_id=result.assignment.id,
         lease_expires_at=result.assignment.lease_expires_at,
         annotator=annotator,
@@ -64,6 +75,36 @@ def claim(
         response_a=ShownResponse(id=result.first.id, text=result.first.text),
         response_b=ShownResponse(id=result.second.id, text=result.second.text),
     )
+    # Serialised here, not by FastAPI: its response_model validation for a sync route takes another
+    # threadpool slot before the commit. With every slot held by claims waiting on this transaction's
+    # project-row lock, that slot never comes (a deadlock until statement_timeout, seen at 50 annotators).
+    return JSONResponse(read.model_dump(mode="json"))
+
+
+def _label_read(stored: Label) -> LabelRead:
+    return LabelRead(
+        id=stored.id,
+        assignment_id=stored.assignment_id,
+        pair_id=stored.pair_id,
+        annotator=stored.annotator,
+        choice=Choice(stored.choice),
+        winner_response_id=stored.winner_response_id,
+        shown_first_response_id=stored.shown_first_response_id,
+        labeled_at=stored.labeled_at,
+        confidence=stored.confidence,
+        rationale=stored.rationale,
+    )
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retry-safe key: the same key and body return the first result; another body is 409.",
+    ),
+]
 
 
 @router.post(
@@ -76,19 +117,61 @@ def claim(
     },
 )
 def label(
-    assignment_id: uuid.UUID, body: LabelRequest, session: SessionDep, caller: AnnotatorDep, now: NowDep
+    assignment_id: uuid.UUID,
+    body: LabelRequest,
+    session: SessionDep,
+    caller: AnnotatorDep,
+    now: NowDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Store the choice for a live assignment; the same choice again returns the first result (200)."""
+    """Store the choice for a live assignment; the same request again returns the first result (200)."""
     assignment = service.get_assignment(session, caller, assignment_id)
-    stored, created = service.label(session, assignment, body.choice, now)
-    read = LabelRead(
-        id=stored.id,
-        assignment_id=stored.assignment_id,
-        pair_id=stored.pair_id,
-        annotator=stored.annotator,
-        choice=stored.choice,
-        winner_response_id=stored.winner_response_id,
-        shown_first_response_id=stored.shown_first_response_id,
-        labeled_at=stored.labeled_at,
+    stored, created = service.label(session, assignment, body, now, idempotency_key)
+    return JSONResponse(_label_read(stored).model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.delete(
+    "/assignments/{assignment_id}/label", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404, 409)
+)
+def undo_label(assignment_id: uuid.UUID, session: SessionDep, caller: AnnotatorDep, now: NowDep) -> Response:
+    """Withdraw your last label within the undo window; the pair slot is claimable again."""
+    service.undo(session, caller, service.get_assignment(session, caller, assignment_id), now)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _lease_read(assignment: Assignment) -> LeaseRead:
+    left = max(get_settings().max_lease_renewals - assignment.renewals, 0)
+    return LeaseRead(
+        assignment_id=assignment.id,
+        status=assignment.status,
+        lease_expires_at=assignment.lease_expires_at,
+        renewals_left=left,
     )
-    return JSONResponse(read.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.post("/assignments/{assignment_id}/renew", response_model=LeaseRead, responses=problems(404, 409))
+def renew(assignment_id: uuid.UUID, session: SessionDep, caller: AnnotatorDep, now: NowDep) -> LeaseRead:
+    """Extend a live lease by the project's lease TTL (a capped number of times)."""
+    return _lease_read(service.renew(session, service.get_assignment(session, caller, assignment_id), now))
+
+
+@router.post("/assignments/{assignment_id}/release", response_model=LeaseRead, responses=problems(404, 409))
+def release(assignment_id: uuid.UUID, session: SessionDep, caller: AnnotatorDep, now: NowDep) -> LeaseRead:
+    """Give the pair back now (it may come to you again later)."""
+    assignment = service.get_assignment(session, caller, assignment_id)
+    return _lease_read(service.give_up(session, assignment, now, skip=False))
+
+
+@router.post("/assignments/{assignment_id}/skip", response_model=LeaseRead, responses=problems(404, 409))
+def skip(
+    assignment_id: uuid.UUID,
+    session: SessionDep,
+    caller: AnnotatorDep,
+    now: NowDep,
+    body: SkipRequest | None = None,
+) -> LeaseRead:
+    """Decline the pair (it will not come to you again); skips do not count against the budget."""
+    assignment = service.get_assignment(session, caller, assignment_id)
+    return _lease_read(
+        service.give_up(session, assignment, now, skip=True, reason=body.reason if body else None)
+    )

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.queue.models import Choice
-from app.schemas import Input, NoNulStr
+from app.schemas import Input, NoNulStr, StrictInt
 
 
 class ClaimRequest(Input):
@@ -37,7 +37,22 @@ class ClaimRead(BaseModel):
 
 
 class LabelRequest(Input):
-    choice: Choice
+    choice: Choice = Field(
+        description="a / b: the response shown in that screen position won; tie; both_bad."
+    )
+    confidence: StrictInt | None = Field(default=None, ge=1, le=5, description="1 (unsure) to 5 (certain).")
+    rationale: NoNulStr | None = Field(default=None, max_length=5_000)
+
+
+class SkipRequest(Input):
+    reason: NoNulStr | None = Field(default=None, max_length=1_000)
+
+
+class LeaseRead(BaseModel):
+    assignment_id: uuid.UUID
+    status: str
+    lease_expires_at: datetime
+    renewals_left: int
 
 
 class LabelRead(BaseModel):
@@ -49,3 +64,5 @@ class LabelRead(BaseModel):
     winner_response_id: uuid.UUID | None
     shown_first_response_id: uuid.UUID
     labeled_at: datetime
+    confidence: int | None
+    rationale: str | None

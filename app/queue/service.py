@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import uuid
@@ -12,14 +14,24 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.audit import service as audit
 from app.auth.context import Caller
 from app.config import get_settings
-from app.errors import ActiveLeaseLimit, AlreadyLabeled, LeaseExpired, NotFound
+from app.errors import (
+    ActiveLeaseLimit,
+    AlreadyLabeled,
+    IdempotencyKeyReused,
+    LeaseExpired,
+    NotFound,
+    RenewalLimit,
+    UndoRefused,
+)
 from app.pairs.models import Pair
 from app.projects.models import Project
 from app.prompts.models import Prompt, Response
 from app.queue import repository
 from app.queue.models import Assignment, AssignmentStatus, Choice, Label
+from app.queue.schemas import LabelRequest
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +60,12 @@ class Claimed:
 
 
 def claim(session: Session, project: Project, annotator: str, now: datetime) -> Claimed | str:
-    """Lease the best free slot to the annotator, or say why there is none (a QueueReason)."""
+    """Lease the best free slot to the annotator, or say why there is none (a QueueReason).
+
+    The budget counter is the project row, which every first claim of a pair updates; it is written last,
+    just before COMMIT, so concurrent claims hold that row lock for the shortest time. If the budget
+    refuses, the savepoint undoes this attempt and only already-released pairs are considered.
+    """
     _check_lease_cap(session, annotator, now)
     budget_open = True
     for _attempt in range(20):
@@ -58,20 +75,19 @@ def claim(session: Session, project: Project, annotator: str, now: datetime) -> 
         if found is None:
             break
         slot_id, pair_id, released = found
+        attempt = session.begin_nested()
         # The first claim of a pair releases it and spends its budget; a sibling slot's claim finds it
         # released already (mark_pair_released returns False) and spends nothing.
-        if not released and repository.mark_pair_released(session, pair_id, now):
-            if not repository.take_budget_for_pair(session, project.id):
-                repository.unrelease_pair(session, pair_id)
-                budget_open = False  # spent meanwhile: only already-released pairs may still be handed out
-                continue
+        releasing = not released and repository.mark_pair_released(session, pair_id, now)
         assignment_id = uuid.uuid4()
         expires_at = now + timedelta(seconds=project.lease_ttl_seconds)
         if not repository.lease_slot(session, slot_id, assignment_id, annotator, now, expires_at):
+            attempt.rollback()
             continue  # taken between our read and our write; try the next one
         pair = session.get_one(Pair, pair_id)
         a = session.get_one(Response, pair.response_a_id)
         b = session.get_one(Response, pair.response_b_id)
+        prompt = session.get_one(Prompt, pair.prompt_id)
         first, second = (a, b) if _screen_order.random() < 0.5 else (b, a)
         assignment = Assignment(
             id=assignment_id,
@@ -86,8 +102,13 @@ def claim(session: Session, project: Project, annotator: str, now: datetime) -> 
         )
         session.add(assignment)
         session.flush()
+        if releasing and not repository.take_budget_for_pair(session, project.id):
+            attempt.rollback()
+            budget_open = False  # spent meanwhile: only already-released pairs may still be handed out
+            continue
+        attempt.commit()
         log.info("queue.claimed", extra={"assignment_id": str(assignment_id), "pair_id": str(pair_id)})
-        return Claimed(assignment, session.get_one(Prompt, pair.prompt_id), first, second)
+        return Claimed(assignment, prompt, first, second)
     return _why_empty(session, project)
 
 
@@ -130,50 +151,154 @@ def get_assignment(session: Session, caller: Caller, assignment_id: uuid.UUID) -
     return assignment
 
 
-def _same_or_conflict(label: Label, choice: Choice) -> Label:
-    if label.choice != choice:
+def request_fingerprint(assignment_id: uuid.UUID, body: LabelRequest) -> str:
+    """What a retry must repeat exactly to get the first result back."""
+    canonical = json.dumps({"assignment": str(assignment_id), **body.model_dump(mode="json")}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _same_or_conflict(label: Label, fingerprint: str) -> Label:
+    if label.request_sha256 != fingerprint:
         raise AlreadyLabeled(f"this assignment was already labelled {label.choice!r}")
     return label
 
 
-def label(session: Session, assignment: Assignment, choice: Choice, now: datetime) -> tuple[Label, bool]:
-    """Store the assignment's label; (label, created). A retry with the same choice returns the first."""
+def _by_key(session: Session, annotator: str, key: str, fingerprint: str) -> Label | None:
+    prior = session.scalar(select(Label).where(Label.annotator == annotator, Label.idempotency_key == key))
+    if prior is not None and prior.request_sha256 != fingerprint:
+        raise IdempotencyKeyReused("send a new Idempotency-Key for a different label")
+    return prior
+
+
+def label(
+    session: Session,
+    assignment: Assignment,
+    body: LabelRequest,
+    now: datetime,
+    idempotency_key: str | None = None,
+) -> tuple[Label, bool]:
+    """Store the assignment's label; (label, created). A retry of the same request returns the first."""
+    fingerprint = request_fingerprint(assignment.id, body)
+    if idempotency_key and (prior := _by_key(session, assignment.annotator, idempotency_key, fingerprint)):
+        return prior, False
     existing = session.scalar(select(Label).where(Label.assignment_id == assignment.id))
     if existing is not None:
-        return _same_or_conflict(existing, choice), False
+        return _same_or_conflict(existing, fingerprint), False
+    _live(assignment, now)
     if not repository.complete_slot(session, assignment.slot_id, assignment.id, now):
         # A concurrent identical submit may have just won the slot; its label is then the answer.
         existing = session.scalar(select(Label).where(Label.assignment_id == assignment.id))
         if existing is not None:
-            return _same_or_conflict(existing, choice), False
+            return _same_or_conflict(existing, fingerprint), False
         raise LeaseExpired("the lease ended before the label arrived; claim again")
     project = session.get_one(Project, assignment.project_id)
     winner: uuid.UUID | None = None
-    if choice is Choice.A:
+    if body.choice is Choice.A:
         winner = assignment.shown_first_response_id
-    elif choice is Choice.B:
+    elif body.choice is Choice.B:
         winner = assignment.shown_second_response_id
     new = Label(
         assignment_id=assignment.id,
         project_id=assignment.project_id,
         pair_id=assignment.pair_id,
         annotator=assignment.annotator,
-        choice=choice,
+        choice=body.choice,
         winner_response_id=winner,
         shown_first_response_id=assignment.shown_first_response_id,
         labeled_at=now,
+        confidence=body.confidence,
+        rationale=body.rationale,
+        idempotency_key=idempotency_key,
+        request_sha256=fingerprint,
     )
     try:
         with session.begin_nested():
             session.add(new)
             session.flush()
     except IntegrityError:
+        if idempotency_key and (
+            prior := _by_key(session, assignment.annotator, idempotency_key, fingerprint)
+        ):
+            return prior, False
         existing = session.scalar(select(Label).where(Label.assignment_id == assignment.id))
         if existing is None:
             raise
-        return _same_or_conflict(existing, choice), False
+        return _same_or_conflict(existing, fingerprint), False
     assignment.status = AssignmentStatus.LABELED
+    assignment.ended_at = now
     repository.count_label_on_pair(session, assignment.pair_id, project.annotations_per_pair)
     session.flush()
-    log.info("queue.labeled", extra={"assignment_id": str(assignment.id), "choice": choice.value})
+    log.info("queue.labeled", extra={"assignment_id": str(assignment.id), "choice": body.choice.value})
     return new, True
+
+
+def _live(assignment: Assignment, now: datetime) -> None:
+    if assignment.status != AssignmentStatus.ACTIVE or assignment.lease_expires_at <= now:
+        if assignment.status in (AssignmentStatus.ACTIVE, AssignmentStatus.EXPIRED):
+            raise LeaseExpired("the lease has expired; claim again")
+        raise LeaseExpired(f"this assignment is {assignment.status}, not live")
+
+
+def renew(session: Session, assignment: Assignment, now: datetime) -> Assignment:
+    """Extend a live lease by the project's TTL, at most max_lease_renewals times."""
+    _live(assignment, now)
+    limit = get_settings().max_lease_renewals
+    if assignment.renewals >= limit:
+        raise RenewalLimit(f"renewed {assignment.renewals} times already (the cap is {limit})")
+    project = session.get_one(Project, assignment.project_id)
+    expires_at = now + timedelta(seconds=project.lease_ttl_seconds)
+    if not repository.extend_lease(session, assignment.slot_id, assignment.id, now, expires_at):
+        raise LeaseExpired("the lease has expired; claim again")
+    assignment.lease_expires_at = expires_at
+    assignment.renewals += 1
+    session.flush()
+    return assignment
+
+
+def give_up(
+    session: Session, assignment: Assignment, now: datetime, *, skip: bool, reason: str | None = None
+) -> Assignment:
+    """Release (the pair may come back to this annotator) or skip (it never does); idempotent."""
+    wanted = AssignmentStatus.SKIPPED if skip else AssignmentStatus.RELEASED
+    if assignment.status == wanted:
+        return assignment
+    _live(assignment, now)
+    if not repository.free_slot(session, assignment.slot_id, assignment.id, now):
+        raise LeaseExpired("the lease has expired; claim again")
+    assignment.status = wanted
+    assignment.ended_at = now
+    assignment.skip_reason = reason if skip else None
+    assignment.lease_expires_at = now
+    session.flush()
+    return assignment
+
+
+def undo(session: Session, caller: Caller, assignment: Assignment, now: datetime) -> None:
+    """Withdraw the annotator's last label within the undo window: the budget and the slot come back."""
+    existing = session.scalar(select(Label).where(Label.assignment_id == assignment.id))
+    if existing is None:
+        raise NotFound(f"assignment {assignment.id} has no label")
+    window = get_settings().undo_window_seconds
+    latest = session.scalar(
+        select(Label.id)
+        .where(Label.annotator == assignment.annotator, Label.project_id == assignment.project_id)
+        .order_by(Label.labeled_at.desc(), Label.id.desc())
+        .limit(1)
+    )
+    if latest != existing.id:
+        raise UndoRefused("only the most recent label can be withdrawn")
+    if (now - existing.labeled_at).total_seconds() > window:
+        raise UndoRefused(f"the undo window of {window} s has passed")
+    session.delete(existing)
+    repository.reopen_slot(session, assignment.slot_id, assignment.pair_id)
+    assignment.status = AssignmentStatus.WITHDRAWN
+    assignment.ended_at = now
+    audit.record(
+        session,
+        caller,
+        "label.withdrawn",
+        "label",
+        existing.id,
+        {"assignment_id": str(assignment.id), "pair_id": str(assignment.pair_id), "choice": existing.choice},
+    )
+    session.flush()

@@ -1,4 +1,4 @@
-"""REAL pair selection, pure numpy: embeddings of one prompt's responses in, chosen pairs out.
+"""REAL pair selection, pure numpy and batched: many prompts' response embeddings in, chosen pairs out.
 
 The strategies follow the paper (arXiv 2409.17169) and its code:
 - ``dissimilar`` ("easy", REAL's recommendation): the pair with the lowest cosine similarity;
@@ -6,8 +6,14 @@ The strategies follow the paper (arXiv 2409.17169) and its code:
 - ``centroid``: 2-means on the L2-normalised embeddings, then the response nearest each centre;
 - ``random``: a uniformly random pair, seeded so a rerun picks the same pair.
 
-Priority (the queue hands out the highest first): ``dissimilar`` and ``centroid`` 1 − cos, ``similar``
-1 + cos, ``random`` a seeded uniform draw in [0, 1). Ties in any score go to the lowest (i, j).
+Scores, highest first, double as queue priorities: ``dissimilar`` and ``centroid`` 1 − cos, ``similar``
+1 + cos, ``random`` a seeded uniform draw in [0, 1). ``pairs_per_prompt`` > 1 takes the next best pairs (for
+``centroid``: the centroid pair first, then by 1 − cos). Ties go to the lowest (i, j).
+
+Before pairing, responses whose cosine similarity to an earlier (kept) response is at least the
+near-duplicate threshold are collapsed, so no pair of near-identical texts is ever chosen.
+
+Selection is exact: every pair of every prompt is scored (k ≤ a few dozen candidates per prompt).
 """
 
 from __future__ import annotations
@@ -21,6 +27,11 @@ import numpy.typing as npt
 from app.projects.models import Strategy
 
 FloatArray = npt.NDArray[np.floating]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+_INERTIA_TOLERANCE = 1e-12
+_MAX_LLOYD_ITERATIONS = 100
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,25 @@ class PairChoice:
     priority: float
 
 
+@dataclass(frozen=True)
+class BatchSelection:
+    """Chosen pairs for P prompts: (P, n) arrays, -1 / NaN where a prompt has fewer pairs."""
+
+    i: IntArray
+    j: IntArray
+    similarity: npt.NDArray[np.float64]
+    priority: npt.NDArray[np.float64]
+    kept: BoolArray  # (P, k): the responses left after collapsing near-duplicates
+
+    def choices(self, p: int) -> list[PairChoice]:
+        """Prompt p's pairs, best first."""
+        return [
+            PairChoice(int(a), int(b), float(s), float(q))
+            for a, b, s, q in zip(self.i[p], self.j[p], self.similarity[p], self.priority[p], strict=True)
+            if a >= 0
+        ]
+
+
 def seed_for(*parts: object) -> int:
     """A stable 63-bit seed from any identifiers (the same across processes and machines)."""
     digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
@@ -40,88 +70,176 @@ def seed_for(*parts: object) -> int:
 
 
 def normalize(vectors: FloatArray) -> npt.NDArray[np.float64]:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
+    """Rows (last axis) scaled to unit L2 norm (zero rows stay zero)."""
     v = np.asarray(vectors, dtype=np.float64)
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
     return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
 
 
 def cosine_matrix(vectors: FloatArray) -> npt.NDArray[np.float64]:
-    """The (k, k) matrix of pairwise cosine similarities."""
+    """The (..., k, k) matrix of pairwise cosine similarities."""
     unit = normalize(vectors)
-    sims = unit @ unit.T
-    return np.clip(sims, -1.0, 1.0)
+    return np.clip(unit @ np.swapaxes(unit, -1, -2), -1.0, 1.0)
 
 
-def _lloyd(
-    unit: npt.NDArray[np.float64], centres: npt.NDArray[np.float64], max_iter: int
-) -> tuple[npt.NDArray[np.float64], float]:
-    for _ in range(max_iter):
-        dist = ((unit[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
-        assign = np.argmin(dist, axis=1)
-        new = centres.copy()
-        for c in range(2):
-            members = unit[assign == c]
-            if len(members):
-                new[c] = members.mean(axis=0)
-        if np.allclose(new, centres):
-            break
-        centres = new
-    dist = ((unit[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
-    return centres, float(dist.min(axis=1).sum())
+def uniform_hash(seeds: npt.NDArray[np.uint64], counters: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
+    """Uniform [0, 1) draws from (seed, counter) by SplitMix64: vectorised, the same on every machine."""
+    with np.errstate(over="ignore"):
+        z = seeds ^ (counters * np.uint64(0x9E3779B97F4A7C15))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def two_means(unit: npt.NDArray[np.float64], max_iter: int = 100) -> npt.NDArray[np.float64]:
-    """2-means (Lloyd) with fixed initialisations, keeping the lowest inertia.
+def collapse_near_duplicates(sims: FloatArray, mask: BoolArray, threshold: float | None) -> BoolArray:
+    """Keep a response unless it is at least `threshold`-similar to an earlier kept one (greedy, in order)."""
+    kept = mask.copy()
+    if threshold is None:
+        return kept
+    for i in range(1, sims.shape[-1]):
+        duplicate = np.any(kept[:, :i] & (sims[:, i, :i] >= threshold), axis=1)
+        kept[:, i] &= ~duplicate
+    return kept
 
-    Start s pairs response s with the response farthest from it; every s is tried (k is small), which
-    avoids most of the poor local optima of a single start. Deterministic: ties keep the lowest s.
+
+def two_means_on_gram(gram: FloatArray, mask: BoolArray) -> npt.NDArray[np.float64]:
+    """Batched 2-means (Lloyd) on unit vectors, from their Gram matrices; returns (P, 2, k) centre distances.
+
+    A centre is the mean of its members, so every distance is a function of the Gram matrix G:
+    |x_i − c|² = 1 − 2·mean_{j∈C} G_ij + mean_{j,l∈C} G_jl. Each prompt is started from every valid
+    response s (centres: s and the response farthest from it) and keeps the start with the lowest inertia
+    (the first within 1e-12), which avoids most poor local optima of a single start while staying
+    deterministic. An emptied cluster keeps its previous centre.
     """
-    best: tuple[float, npt.NDArray[np.float64]] | None = None
-    for start in range(len(unit)):
-        far = int(np.argmax(((unit - unit[start]) ** 2).sum(axis=1)))
-        centres, inertia = _lloyd(unit, np.stack([unit[start], unit[far]]), max_iter)
-        if best is None or inertia < best[0] - 1e-12:
-            best = (inertia, centres)
-    assert best is not None
-    return best[1]
+    p_count, k, _ = gram.shape
+    starts = np.arange(k)
+    far_gram = np.where(mask[:, None, :], gram, np.inf)
+    far = np.argmin(far_gram, axis=2)  # (P, S): the response least similar to start s
+    weights = np.zeros((p_count, k, 2, k))
+    prompt_idx = np.arange(p_count)[:, None]
+    weights[prompt_idx, starts[None, :], 0, starts[None, :]] = 1.0
+    weights[prompt_idx, starts[None, :], 1, far] = 1.0
+    valid = mask[:, None, None, :]
+
+    def distances(w: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        counts = w.sum(axis=3, keepdims=True)  # (P, S, 2, 1)
+        xc = (w.reshape(p_count, k * 2, k) @ gram).reshape(p_count, k, 2, k) / counts  # mean_j G_ij
+        cc = (xc * w).sum(axis=3, keepdims=True) / counts
+        return 1.0 - 2.0 * xc + cc  # (P, S, 2, k)
+
+    for _ in range(_MAX_LLOYD_ITERATIONS):
+        dist = distances(weights)
+        to_second = dist[:, :, 1, :] < dist[:, :, 0, :]
+        new = np.stack([~to_second, to_second], axis=2) & valid
+        empty = ~new.any(axis=3, keepdims=True)
+        new_weights = np.where(empty, weights, new.astype(np.float64))
+        if np.array_equal(new_weights, weights):
+            break
+        weights = new_weights
+    dist = distances(weights)
+    inertia = np.where(mask[:, None, :], dist.min(axis=2), 0.0).sum(axis=2)  # (P, S)
+    inertia = np.where(mask, inertia, np.inf)  # invalid responses are no start
+    best = np.argmax(inertia <= inertia.min(axis=1, keepdims=True) + _INERTIA_TOLERANCE, axis=1)
+    return dist[np.arange(p_count), best]  # (P, 2, k)
 
 
-def _centroid_pair(unit: npt.NDArray[np.float64]) -> tuple[int, int]:
-    centres = two_means(unit)
-    dist = ((unit[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
-    first = int(np.argmin(dist[:, 0]))
-    order = np.argsort(dist[:, 1], kind="stable")
+def _centroid_pairs(gram: FloatArray, mask: BoolArray) -> tuple[IntArray, IntArray]:
+    dist = two_means_on_gram(gram, mask)
+    dist = np.where(mask[:, None, :], dist, np.inf)
+    first = np.argmin(dist[:, 0, :], axis=1)
     # Both centres can be nearest the same response; the second centre then takes its next nearest.
-    second = int(order[0]) if int(order[0]) != first else int(order[1])
-    return (first, second) if first < second else (second, first)
+    second_dist = dist[:, 1, :].copy()
+    second_dist[np.arange(len(first)), first] = np.inf
+    second = np.argmin(second_dist, axis=1)
+    return np.minimum(first, second), np.maximum(first, second)
 
 
-def select_pairs(
-    vectors: FloatArray, strategy: Strategy | str, n_pairs: int = 1, seed: int = 0
-) -> list[PairChoice]:
-    """Choose up to ``n_pairs`` distinct pairs among the rows of ``vectors`` (one prompt's responses)."""
+def select_batch(
+    vectors: FloatArray,
+    mask: BoolArray,
+    strategy: Strategy | str,
+    n_pairs: int = 1,
+    seeds: npt.ArrayLike | None = None,
+    near_duplicate_threshold: float | None = None,
+) -> BatchSelection:
+    """Choose up to n_pairs distinct pairs per prompt.
+
+    vectors: (P, k, d) embeddings, padded; mask: (P, k) True where a response exists; seeds: (P,) for
+    ``random``.
+    """
     strategy = Strategy(strategy)
-    k = len(vectors)
+    vectors = np.asarray(vectors)
+    mask = np.asarray(mask, dtype=bool)
+    p_count, k = mask.shape
     if k < 2 or n_pairs < 1:
-        return []
-    sims = cosine_matrix(vectors)
+        empty_i = np.full((p_count, 0), -1, dtype=np.int64)
+        return BatchSelection(empty_i, empty_i, np.zeros((p_count, 0)), np.zeros((p_count, 0)), mask.copy())
+    unit = normalize(np.asarray(vectors, dtype=np.float64)) * mask[:, :, None]
+    sims = np.clip(unit @ np.swapaxes(unit, 1, 2), -1.0, 1.0)
+    kept = collapse_near_duplicates(sims, mask, near_duplicate_threshold)
     iu, ju = np.triu_indices(k, k=1)
-    pair_sims = sims[iu, ju]
-    rng = np.random.default_rng(seed)
+    pair_sims = sims[:, iu, ju]
+    pair_ok = kept[:, iu] & kept[:, ju]
     if strategy is Strategy.RANDOM:
-        scores = rng.random(len(iu))
+        seed_arr = (
+            np.zeros(p_count, dtype=np.uint64) if seeds is None else np.asarray(seeds).astype(np.uint64)
+        )
+        counters = np.arange(len(iu), dtype=np.uint64)
+        scores = uniform_hash(seed_arr[:, None], counters[None, :])
     elif strategy is Strategy.SIMILAR:
         scores = 1.0 + pair_sims
     else:
         scores = 1.0 - pair_sims
-    # Highest score first; lexsort's last key is primary, and (i, j) break ties ascending.
-    order = list(np.lexsort((ju, iu, -scores)))
+    scores = np.where(pair_ok, scores, -np.inf)
     if strategy is Strategy.CENTROID:
-        ci, cj = _centroid_pair(normalize(vectors))
-        first = next(n for n in order if iu[n] == ci and ju[n] == cj)
-        order.remove(first)
-        order.insert(0, first)
-    return [
-        PairChoice(int(iu[n]), int(ju[n]), float(pair_sims[n]), float(scores[n])) for n in order[:n_pairs]
-    ]
+        ci, cj = _centroid_pairs(sims, kept)
+        pair_index = ci * k - ci * (ci + 1) // 2 + (cj - ci - 1)  # position of (ci, cj) in triu order
+        has_pair = kept.sum(axis=1) >= 2
+        boosted = scores.copy()
+        boosted[np.arange(p_count)[has_pair], pair_index[has_pair]] = np.inf
+        order = np.argsort(-boosted, axis=1, kind="stable")
+    else:
+        order = np.argsort(-scores, axis=1, kind="stable")  # stable: ties keep (i, j) order
+    top = order[:, : min(n_pairs, len(iu))]
+    rows = np.arange(p_count)[:, None]
+    top_ok = pair_ok[rows, top]
+    return BatchSelection(
+        i=np.where(top_ok, iu[top], -1),
+        j=np.where(top_ok, ju[top], -1),
+        similarity=np.where(top_ok, pair_sims[rows, top], np.nan),
+        priority=np.where(top_ok, scores[rows, top], np.nan),
+        kept=kept,
+    )
+
+
+def select_pairs(
+    vectors: FloatArray,
+    strategy: Strategy | str,
+    n_pairs: int = 1,
+    seed: int = 0,
+    near_duplicate_threshold: float | None = None,
+) -> list[PairChoice]:
+    """Choose up to ``n_pairs`` distinct pairs among the rows of ``vectors`` (one prompt's responses)."""
+    vectors = np.asarray(vectors)
+    if len(vectors) < 2:
+        return []
+    selection = select_batch(
+        vectors[None],
+        np.ones((1, len(vectors)), dtype=bool),
+        strategy,
+        n_pairs,
+        [seed],
+        near_duplicate_threshold,
+    )
+    return selection.choices(0)
+
+
+def two_means(unit: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Centres of the batched 2-means for one prompt's unit vectors (for checks against scikit-learn)."""
+    unit = np.asarray(unit, dtype=np.float64)
+    mask = np.ones((1, len(unit)), dtype=bool)
+    gram = (unit @ unit.T)[None]
+    dist = two_means_on_gram(gram, mask)[0]  # (2, k)
+    assign = np.argmin(dist, axis=0)
+    return np.stack([unit[assign == c].mean(axis=0) if np.any(assign == c) else unit[0] for c in range(2)])

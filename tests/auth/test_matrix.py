@@ -50,6 +50,8 @@ MATRIX: dict[tuple[str, str], tuple[Any, dict[str, int]]] = {
     ("PATCH", "/v1/projects/{project_id}"): ({"instructions": "Be kind."}, PROJECT_READ),
     ("DELETE", "/v1/projects/{project_id}"): (None, row(204, 204, 404, 403, 403)),
     ("GET", "/v1/projects/{project_id}/stats"): (None, PROJECT_READ),
+    ("POST", "/v1/projects/{project_id}/reselect"): (None, row(202, 202, 404, 403, 403)),
+    ("GET", "/v1/projects/{project_id}/prompts"): (None, PROJECT_READ),
     ("POST", "/v1/projects/{project_id}/prompts"): (
         {"items": [{"external_id": "new", "prompt": "q", "responses": ["a", "b"]}]},
         row(202, 202, 404, 403, 403),
@@ -60,9 +62,15 @@ MATRIX: dict[tuple[str, str], tuple[Any, dict[str, int]]] = {
     ("GET", "/v1/projects/{project_id}/pairs"): (None, PROJECT_READ),
     ("POST", "/v1/projects/{project_id}/queue/claim"): (None, row(200, 403, 403, 200, 200)),
     ("POST", "/v1/assignments/{assignment_id}/label"): ({"choice": "a"}, row(201, 403, 403, 201, 404)),
+    ("DELETE", "/v1/assignments/{assignment_id}/label"): (None, row(404, 403, 403, 404, 404)),
+    ("POST", "/v1/assignments/{assignment_id}/renew"): (None, row(200, 403, 403, 200, 404)),
+    ("POST", "/v1/assignments/{assignment_id}/release"): (None, row(200, 403, 403, 200, 404)),
+    ("POST", "/v1/assignments/{assignment_id}/skip"): ({"reason": "off-topic"}, row(200, 403, 403, 200, 404)),
     ("POST", "/v1/projects/{project_id}/exports"): ({"format": "jsonl"}, row(202, 202, 404, 403, 403)),
     ("GET", "/v1/exports/{export_id}"): (None, PROJECT_READ),
     ("GET", "/v1/exports/{export_id}/file"): (None, PROJECT_READ),
+    ("GET", "/v1/projects/{project_id}/responses/{response_id}/neighbors"): (None, PROJECT_READ),
+    ("GET", "/v1/projects/{project_id}/neighbors/stats"): (None, PROJECT_READ),
 }
 
 
@@ -83,6 +91,7 @@ def test_status(route: tuple[str, str], caller: str, client: Any, db: Any, recor
         project_id=world.ids["project"],
         external_id=world.ids["prompt_external_id"],
         prompt_id=world.ids["prompt"],
+        response_id=world.ids["response"],
         job_id=world.ids["job"],
         assignment_id=world.ids["assignment_a"],
         export_id=world.ids["export"],

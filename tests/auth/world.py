@@ -6,13 +6,19 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
+from sqlalchemy import select
+
 from app.auth import service as auth
 from app.auth.context import BOOTSTRAP_ADMIN
 from app.auth.models import Role
 from app.config import get_settings
 from app.db.base import utcnow
+from app.embeddings.codec import to_bytes
+from app.embeddings.models import Embedding
 from app.exports import service as exports
 from app.jobs.models import Job, JobKind
+from app.prompts.models import Prompt, Response
 from app.queue import service as queue
 from tests.factories import make_pairs, make_project
 
@@ -32,6 +38,20 @@ def build_world(db: Any) -> World:
         q = make_project(session, name="Q")
         pairs = make_pairs(session, p, 3)
         make_pairs(session, q, 1)
+        # Vectors for P's responses, so the neighbour routes have something to rank.
+        texts = set(
+            session.scalars(select(Response.text_sha256).join(Prompt).where(Prompt.project_id == p.id))
+        )
+        session.add_all(
+            Embedding(
+                model=p.embedding_model,
+                text_sha256=sha,
+                dim=4,
+                vector=to_bytes(np.array([1.0, n, 0.5, -n])),
+                token_count=4,
+            )
+            for n, sha in enumerate(sorted(texts))
+        )
         job = Job(project_id=p.id, kind=JobKind.INGEST, total=0)
         session.add(job)
         session.flush()
@@ -58,6 +78,7 @@ def build_world(db: Any) -> World:
             project=p.id,
             other_project=q.id,
             prompt=pairs[0].prompt_id,
+            response=pairs[0].response_a_id,
             prompt_external_id="factory-0",
             job=job.id,
             assignment_a=claimed.assignment.id,

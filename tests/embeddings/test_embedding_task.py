@@ -68,6 +68,6 @@ def test_reconcile_resends_prompts_left_pending(client: Any, db: Any, recorded_t
         json={"items": [{"external_id": "p", "prompt": "q", "responses": ["a", "b"]}]},
     )
     recorded_tasks.clear()
-    assert reconcile(older_than_seconds=3600) == {"prompts": 0, "exports": 0}
+    assert reconcile(older_than_seconds=3600) == {"prompts": 0, "exports": 0, "expired_leases": 0}
     assert reconcile(older_than_seconds=0)["prompts"] == 1
     assert recorded_tasks[0][0] == "embeddings.embed_prompts"

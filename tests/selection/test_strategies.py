@@ -105,3 +105,128 @@ class TestCentroid:
         vectors = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
         pair = select_pairs(vectors, "centroid")[0]
         assert pair.i != pair.j
+
+
+# --- Batched selection against brute force (hypothesis) ---------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+from app.selection.strategies import collapse_near_duplicates, select_batch  # noqa: E402
+
+
+def reference(vectors: np.ndarray, strategy: str, threshold: float | None) -> tuple[list[int], list[float]]:
+    """Plain Python: collapse near-duplicates greedily; every remaining pair's score, best first."""
+    k = len(vectors)
+    cos = {(i, j): brute_force_cos(vectors, i, j) for i in range(k) for j in range(k) if i != j}
+    kept: list[int] = []
+    for i in range(k):
+        if threshold is None or all(cos[(i, j)] < threshold for j in kept):
+            kept.append(i)
+    scores = [
+        (1 - cos[(i, j)]) if strategy == "dissimilar" else (1 + cos[(i, j)])
+        for i in kept
+        for j in kept
+        if i < j
+    ]
+    return kept, sorted(scores, reverse=True)
+
+
+batches = st.integers(min_value=1, max_value=6).flatmap(
+    lambda p: st.integers(min_value=2, max_value=7).flatmap(
+        lambda k: st.tuples(
+            arrays(np.float64, (p, k, 5), elements=st.floats(-1, 1, allow_nan=False, width=32)),
+            arrays(np.bool_, (p, k)),
+        )
+    )
+)
+
+
+class TestBatchAgainstBruteForce:
+    @settings(max_examples=150, deadline=None)
+    @given(
+        batch=batches,
+        strategy=st.sampled_from(["dissimilar", "similar"]),
+        n_pairs=st.integers(1, 4),
+        threshold=st.sampled_from([None, 0.9, 0.98]),
+    )
+    def test_matches_reference(
+        self, batch: tuple[np.ndarray, np.ndarray], strategy: str, n_pairs: int, threshold: float | None
+    ) -> None:
+        vectors, mask = batch
+        selection = select_batch(vectors, mask, strategy, n_pairs, near_duplicate_threshold=threshold)
+        for p in range(len(vectors)):
+            rows = np.flatnonzero(mask[p])
+            if np.any(np.linalg.norm(vectors[p][rows], axis=1) == 0):
+                continue  # a zero vector has no direction; cosine is undefined
+            kept, best = reference(vectors[p][rows], strategy, threshold)
+            chosen = selection.choices(p)
+            # The chosen pairs carry the n best scores (ties may pick either pair: same score).
+            assert [c.priority for c in chosen] == pytest.approx(best[:n_pairs], abs=1e-9)
+            assert list(np.flatnonzero(selection.kept[p])) == [rows[i] for i in kept]
+            for c in chosen:
+                assert c.similarity == pytest.approx(brute_force_cos(vectors[p], c.i, c.j), abs=1e-9)
+
+    @settings(max_examples=60, deadline=None)
+    @given(batch=batches, strategy=st.sampled_from(["dissimilar", "similar", "random", "centroid"]))
+    def test_batch_equals_one_prompt_at_a_time(
+        self, batch: tuple[np.ndarray, np.ndarray], strategy: str
+    ) -> None:
+        vectors, mask = batch
+        seeds = list(range(len(vectors)))
+        together = select_batch(vectors, mask, strategy, 2, seeds)
+        for p in range(len(vectors)):
+            alone = select_batch(vectors[p : p + 1], mask[p : p + 1], strategy, 2, seeds[p : p + 1])
+            assert together.choices(p) == alone.choices(0)
+
+    @settings(max_examples=60, deadline=None)
+    @given(batch=batches)
+    def test_every_choice_is_a_distinct_pair_of_existing_kept_responses(
+        self, batch: tuple[np.ndarray, np.ndarray]
+    ) -> None:
+        vectors, mask = batch
+        for strategy in ("dissimilar", "similar", "random", "centroid"):
+            selection = select_batch(vectors, mask, strategy, 3, near_duplicate_threshold=0.98)
+            for p in range(len(vectors)):
+                chosen = [(c.i, c.j) for c in selection.choices(p)]
+                assert len(set(chosen)) == len(chosen)
+                assert all(i < j and selection.kept[p, i] and selection.kept[p, j] for i, j in chosen)
+                kept = int(selection.kept[p].sum())
+                assert len(chosen) == min(3, kept * (kept - 1) // 2)
+
+
+class TestNearDuplicates:
+    def test_near_identical_responses_are_never_paired(self) -> None:
+        base = np.array([1.0, 0.0, 0.0])
+        vectors = np.array([base, base + [0.0, 0.01, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        pairs = select_pairs(vectors, "similar", n_pairs=6, near_duplicate_threshold=0.98)
+        assert all({c.i, c.j} != {0, 1} for c in pairs)
+        assert len(pairs) == 3  # responses 0, 2, 3 remain
+
+    def test_collapse_is_greedy_in_order(self) -> None:
+        sims = np.array([[[1.0, 0.99, 0.5], [0.99, 1.0, 0.99], [0.5, 0.99, 1.0]]])
+        kept = collapse_near_duplicates(sims, np.ones((1, 3), dtype=bool), 0.98)
+        assert kept.tolist() == [[True, False, True]]  # 1 duplicates 0; 2 is compared with kept 0 only
+
+    def test_no_threshold_keeps_everything(self) -> None:
+        vectors = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        assert len(select_pairs(vectors, "dissimilar", n_pairs=3, near_duplicate_threshold=None)) == 3
+
+
+class TestCentroidChoice:
+    def test_centroid_pair_is_nearest_each_scikit_learn_centre(self, rng: np.random.Generator) -> None:
+        from sklearn.cluster import KMeans
+
+        matches = 0
+        for _ in range(30):
+            centres = rng.normal(size=(2, 10)) * 3
+            vectors = np.concatenate(
+                [centres[0] + rng.normal(size=(4, 10)), centres[1] + rng.normal(size=(3, 10))]
+            )
+            unit = normalize(vectors)
+            km = KMeans(2, random_state=0, n_init=10).fit(unit)
+            nearest = sorted(int(np.argmin(((unit - c) ** 2).sum(axis=1))) for c in km.cluster_centers_)
+            chosen = select_pairs(vectors, "centroid")[0]
+            matches += int([chosen.i, chosen.j] == nearest)
+        assert matches >= 28

@@ -1,0 +1,1 @@
+"""Cross-prompt neighbours: versioned exact/HNSW indexes per project and model."""

@@ -1,0 +1,266 @@
+"""Cross-prompt neighbours: the index-building task, and neighbour and near-duplicate reads.
+
+When an index is rebuilt (``build_index``, the ``neighbors.build_index`` task): ``embed_prompts`` asks for a
+build after every chunk it pairs (``schedule_builds``), and the task decides, so the rule lives in one place:
+
+- no index yet → build now (a first, possibly partial index beats none);
+- the project still has prompts waiting for embeddings and the newest index is younger than
+  ``REAL_NEIGHBORS_REBUILD_INTERVAL_SECONDS`` → skip: more chunks of the same ingest are on their way, and the
+  chunk that drains the project asks again and builds. A 10-chunk ingest builds twice (after the first chunk
+  and after the last), not ten times. A prompt stuck pending cannot starve the index: the reconciler re-sends
+  its embedding, whose request arrives once the interval has passed;
+- the newest index already holds exactly the project's embedded texts (same digest) → skip (redelivery, or
+  two workers finishing the last chunks together).
+
+API processes and workers only read index files (``index.load_newest``); nothing but this task writes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from math import comb
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy.orm import Session
+
+from app import background
+from app.config import get_settings
+from app.db.after_commit import send_after_commit
+from app.db.session import get_database
+from app.errors import IndexNotReady, NotFound
+from app.neighbors import repository
+from app.neighbors.index import (
+    IndexKind,
+    VectorIndex,
+    build_in_progress,
+    building,
+    hashes_digest,
+    index_folder,
+    load_newest,
+    near_duplicate_pairs,
+    newest_manifest,
+    write_version,
+)
+from app.neighbors.schemas import IndexInfo, IndexSource, NeighborResponse, NeighborsRead, NeighborStats
+from app.projects.models import Project
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.98
+# Build-time near-duplicate pairs are kept down to this similarity, so a project may lower its threshold
+# to here without a rebuild; below it, stats are answered at this floor (the response says which).
+NEAR_DUPLICATE_FLOOR = 0.9
+NEAR_DUPLICATES_PER_TEXT = 10
+TEXT_PREVIEW_CHARS = 500
+# A build marker older than this is a crashed build, not one in progress.
+BUILD_MARK_MAX_AGE_SECONDS = 900.0
+
+
+def near_duplicate_threshold(project: Project) -> float:
+    """The project's near-duplicate cosine threshold, 0.98 when it has none."""
+    # Null means "collapse exact duplicates only" within a prompt; a cross-project count still needs one.
+    value = getattr(project, "near_duplicate_threshold", None)
+    return DEFAULT_NEAR_DUPLICATE_THRESHOLD if value is None else float(value)
+
+
+def folder_for(project: Project) -> Path:
+    """The folder of this project's index versions for its current embedding model."""
+    return index_folder(get_settings().index_dir, project.id, project.embedding_model)
+
+
+def schedule_builds(session: Session, prompt_ids: Sequence[uuid.UUID]) -> None:
+    """Ask, after commit, for an index build of every project these prompts belong to (the task debounces)."""
+    for project_id in repository.projects_of_prompts(session, list(prompt_ids)):
+        send_after_commit(session, "neighbors.build_index", project_id=str(project_id))
+
+
+def build_index(project_id: str, force: bool = False) -> None:
+    """Build and publish a new index version for a project, unless the module's debounce rule says skip."""
+    settings = get_settings()
+    pid = uuid.UUID(str(project_id))
+    with get_database().session() as session:
+        project = session.get(Project, pid)
+        if project is None:
+            return
+        model, threshold, folder = (
+            project.embedding_model,
+            near_duplicate_threshold(project),
+            folder_for(project),
+        )
+        newest = newest_manifest(folder)
+        if not force and newest is not None and repository.has_pending_prompts(session, pid):
+            age = (datetime.now(UTC) - newest.created_at).total_seconds()
+            if age < settings.neighbors_rebuild_interval_seconds:
+                log.info("neighbors.build_deferred", extra={"project_id": str(pid), "age_s": round(age, 1)})
+                return
+        hashes = repository.embedded_hashes(session, project)
+        if not hashes:
+            return
+        if not force and newest is not None and newest.digest == hashes_digest(hashes):
+            log.info("neighbors.build_skipped", extra={"project_id": str(pid), "version": newest.version})
+            return
+        vectors = repository.vector_matrix(session, model, hashes)
+    # The build runs outside any transaction: no connection is held for seconds of compute.
+    started = datetime.now(UTC)
+    with building(folder):
+        index = VectorIndex.build(
+            vectors, hnsw_threshold=settings.neighbors_hnsw_threshold, ef_search=settings.neighbors_ef_search
+        )
+        floor = min(NEAR_DUPLICATE_FLOOR, threshold)
+        dups = near_duplicate_pairs(index, floor=floor, per_text=NEAR_DUPLICATES_PER_TEXT)
+        manifest = write_version(
+            folder,
+            index,
+            model=model,
+            text_hashes=hashes,
+            dups=dups,
+            dups_floor=floor,
+            ef_search=settings.neighbors_ef_search,
+            keep=settings.neighbors_keep_versions,
+        )
+    log.info(
+        "neighbors.index_built",
+        extra={
+            "project_id": str(pid),
+            "version": manifest.version,
+            "kind": manifest.kind.value,
+            "count": manifest.count,
+            "seconds": round((datetime.now(UTC) - started).total_seconds(), 2),
+        },
+    )
+
+
+@dataclass
+class _Searchable:
+    index: VectorIndex
+    text_hashes: list[str]
+    info: IndexInfo
+    dups: npt.NDArray[np.void] | None  # build-time near-duplicate pairs (None: compute now)
+    dups_floor: float
+
+
+def _searchable(session: Session, project: Project) -> _Searchable:
+    """The newest index file, else an exact index built in memory for a small project, else 409."""
+    settings = get_settings()
+    stored = load_newest(folder_for(project))
+    if stored is not None:
+        manifest = stored.manifest
+        info = IndexInfo(
+            source=IndexSource.FILE,
+            version=manifest.version,
+            kind=manifest.kind,
+            indexed_texts=manifest.count,
+            created_at=manifest.created_at,
+        )
+        return _Searchable(stored.index, manifest.text_hashes, info, stored.dups, manifest.dups_floor)
+    count = repository.count_embedded_texts(session, project)
+    if count > settings.neighbors_on_the_fly_max_vectors:
+        # Projects ingested before indexes existed, or a lost task: ask for a build and let the client retry
+        # (once: a client polling during a long build must not queue a build per poll).
+        if not build_in_progress(folder_for(project), BUILD_MARK_MAX_AGE_SECONDS):
+            background.dispatch("neighbors.build_index", {"project_id": str(project.id)})
+        raise IndexNotReady(
+            f"no neighbour index yet for this project's {count} vectors; a build was requested, retry later",
+            headers={"Retry-After": "60"},
+        )
+    hashes = repository.embedded_hashes(session, project)
+    vectors = repository.vector_matrix(session, project.embedding_model, hashes)
+    index = (
+        VectorIndex(IndexKind.EXACT, 0, 0, matrix=np.empty((0, 0), np.float32))
+        if not hashes
+        else VectorIndex.build(
+            vectors, hnsw_threshold=len(hashes) + 1, ef_search=settings.neighbors_ef_search
+        )
+    )
+    info = IndexInfo(
+        source=IndexSource.ON_THE_FLY,
+        version=None,
+        kind=IndexKind.EXACT,
+        indexed_texts=len(hashes),
+        created_at=None,
+    )
+    return _Searchable(index, hashes, info, None, 0.0)
+
+
+def _shown(row: repository.ResponseRow, similarity: float) -> NeighborResponse:
+    return NeighborResponse(
+        response_id=row.response_id,
+        prompt_id=row.prompt_id,
+        prompt_external_id=row.prompt_external_id,
+        similarity=round(similarity, 6),
+        text=row.text[:TEXT_PREVIEW_CHARS],
+        text_truncated=len(row.text) > TEXT_PREVIEW_CHARS,
+    )
+
+
+def neighbors(session: Session, project: Project, response_id: uuid.UUID, k: int) -> NeighborsRead:
+    """The k nearest other responses by cosine, plus the responses with the identical text."""
+    target = repository.response_in_project(session, project.id, response_id)
+    if target is None:
+        raise NotFound(f"no response {response_id}")
+    vector = repository.vector_for(session, project.embedding_model, target.text_sha256)
+    if vector is None:
+        raise IndexNotReady(
+            "this response has no embedding yet (or is empty); retry once its prompt is embedded",
+            headers={"Retry-After": "30"},
+        )
+    searchable = _searchable(session, project)
+    found: list[NeighborResponse] = []
+    # The query vector comes from the database, so a response newer than the index still gets neighbours
+    # (among the indexed texts). One text may stand for several responses, or (after a prompt was deleted)
+    # none: widen the search until k responses are found or the index is exhausted.
+    fetch = min(k + 1, searchable.index.count)
+    while fetch > 0:
+        labels, sims = searchable.index.search(vector, fetch)
+        ranked = [
+            (searchable.text_hashes[label], float(sim))
+            for label, sim in zip(labels[0].tolist(), sims[0].tolist(), strict=True)
+            if searchable.text_hashes[label] != target.text_sha256
+        ]
+        by_text = repository.responses_with_texts(session, project.id, [sha for sha, _ in ranked])
+        found = [_shown(row, sim) for sha, sim in ranked for row in by_text.get(sha, [])]
+        if len(found) >= k or fetch >= searchable.index.count:
+            break
+        fetch = min(fetch * 2, searchable.index.count)
+    same_text = repository.responses_with_texts(session, project.id, [target.text_sha256])
+    duplicates = [
+        _shown(row, 1.0) for row in same_text.get(target.text_sha256, []) if row.response_id != response_id
+    ]
+    return NeighborsRead(
+        response_id=target.response_id,
+        prompt_id=target.prompt_id,
+        k=k,
+        index=searchable.info,
+        exact_duplicates=duplicates,
+        neighbors=found[:k],
+    )
+
+
+def stats(session: Session, project: Project) -> NeighborStats:
+    """Near-duplicate and exact-duplicate counts across the project, from the newest index."""
+    searchable = _searchable(session, project)
+    threshold = max(near_duplicate_threshold(project), searchable.dups_floor)
+    dups = searchable.dups
+    if dups is None:
+        dups = near_duplicate_pairs(searchable.index, floor=threshold, per_text=NEAR_DUPLICATES_PER_TEXT)
+    dups = dups[dups["similarity"] >= threshold]
+    per_text = repository.responses_per_text(session, project.id)
+    counts = [per_text.get(sha, 0) for sha in searchable.text_hashes]
+    text_pairs = [(int(i), int(j)) for i, j in zip(dups["i"].tolist(), dups["j"].tolist(), strict=True)]
+    involved = {label for pair in text_pairs for label in pair}
+    return NeighborStats(
+        index=searchable.info,
+        embedded_texts=repository.count_embedded_texts(session, project),
+        threshold=threshold,
+        near_duplicate_text_pairs=len(text_pairs),
+        near_duplicate_response_pairs=sum(counts[i] * counts[j] for i, j in text_pairs),
+        responses_with_near_duplicates=sum(counts[label] for label in involved),
+        exact_duplicate_response_pairs=sum(comb(n, 2) for n in per_text.values()),
+        responses_with_exact_duplicates=sum(n for n in per_text.values() if n > 1),
+    )
