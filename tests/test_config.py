@@ -45,3 +45,12 @@ class TestSettings:
         finally:
             get_settings.cache_clear()
         assert "REAL_SECRET_KEY is a placeholder" in capsys.readouterr().err
+
+
+def test_uuid7_ids_sort_in_creation_order() -> None:
+    from app.db.ids import uuid7
+
+    ids = [uuid7() for _ in range(5000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5000
+    assert all(i.version == 7 for i in ids[:10])

@@ -12,6 +12,7 @@ from app.neighbors.router import router as neighbors_router
 from app.pairs.router import router as pairs_router
 from app.projects.router import router as projects_router
 from app.prompts.router import router as prompts_router
+from app.quality.router import router as quality_router
 from app.queue.router import router as queue_router
 
 api_router = APIRouter(prefix="/v1")
@@ -25,5 +26,6 @@ for _router in (
     queue_router,
     exports_router,
     neighbors_router,
+    quality_router,
 ):
     api_router.include_router(_router)

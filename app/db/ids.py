@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 
+_lock = threading.Lock()
+_last_millis = 0
+_sequence = 0
+
 
 def uuid7() -> uuid.UUID:
-    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then 74 random bits."""
-    millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, a 12-bit counter, then 62 random bits.
+
+    The counter (RFC 9562 method 1) keeps ids made in one process in creation order within a millisecond.
+    """
+    global _last_millis, _sequence
+    with _lock:
+        millis = time.time_ns() // 1_000_000
+        if millis <= _last_millis:
+            _sequence += 1
+            if _sequence > 0xFFF:  # counter exhausted: borrow the next millisecond
+                _last_millis += 1
+                _sequence = 0
+            millis = _last_millis
+        else:
+            _last_millis = millis
+            _sequence = int.from_bytes(os.urandom(2), "big") & 0x3FF  # a random start leaves room to count
+        sequence = _sequence
+    rand = int.from_bytes(os.urandom(8), "big")
     value = (millis & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= sequence << 64
     value |= 0b10 << 62
     value |= rand & ((1 << 62) - 1)
     return uuid.UUID(int=value)

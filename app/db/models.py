@@ -5,12 +5,13 @@ from app.auth.models import ApiKey, Principal
 from app.embeddings.models import Embedding
 from app.exports.models import ExportRun
 from app.jobs.models import Job
-from app.pairs.models import Pair, PairSlot
+from app.pairs.models import AnnotatorQuality, Pair, PairReview, PairSlot
 from app.projects.models import Project
 from app.prompts.models import Prompt, Response
 from app.queue.models import Assignment, Label
 
 __all__ = [
+    "AnnotatorQuality",
     "ApiKey",
     "Assignment",
     "AuditEvent",
@@ -19,6 +20,7 @@ __all__ = [
     "Job",
     "Label",
     "Pair",
+    "PairReview",
     "PairSlot",
     "Principal",
     "Project",

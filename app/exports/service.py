@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.audit import service as audit
@@ -92,12 +92,14 @@ def _rows(session: Session, run: ExportRun) -> Iterator[dict[str, Any]]:
             rb,
             Label.choice,
             Label.winner_response_id,
+            Pair.review_verdict,
         )
         .join(Label, Label.pair_id == Pair.id)
         .join(Prompt, Prompt.id == Pair.prompt_id)
         .join(ra, ra.id == Pair.response_a_id)
         .join(rb, rb.id == Pair.response_b_id)
         .where(Pair.project_id == run.project_id, Label.labeled_at <= run.snapshot_at)
+        .where(Pair.gold_answer.is_(None))  # gold pairs are checks on annotators, not training data
         .order_by(Pair.id, Label.id)
         .execution_options(yield_per=500)
     )
@@ -119,7 +121,11 @@ def _rows(session: Session, run: ExportRun) -> Iterator[dict[str, Any]]:
 
 def _line(group: list[Any]) -> dict[str, Any] | None:
     pair_id, similarity, external_id, prompt, a, b = group[0][:6]
-    winner = winner_of([(row[6], row[7]) for row in group])
+    verdict = group[0][8]
+    if verdict is not None:  # a reviewer's verdict overrides the labels
+        winner = {"a": a.id, "b": b.id}.get(verdict)
+    else:
+        winner = winner_of([(row[6], row[7]) for row in group])
     if winner is None:
         return None
     chosen, rejected = (a, b) if winner == a.id else (b, a)
@@ -139,16 +145,21 @@ def run_export(export_id: str) -> None:
     """Write the export file atomically, record rows and sha256. A finished export is never rewritten."""
     db = get_database()
     with db.session() as session:
-        run = session.get(ExportRun, uuid.UUID(export_id))
-        if run is None or run.status == ExportStatus.SUCCEEDED:
+        # Compare-and-set: of two deliveries of this task (a retry, the reconciler), one writes the file.
+        taken = session.execute(
+            update(ExportRun)
+            .where(ExportRun.id == uuid.UUID(export_id), ExportRun.status == ExportStatus.QUEUED)
+            .values(status=ExportStatus.RUNNING)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
             return
-        run.status = ExportStatus.RUNNING
     try:
         with db.session() as session:
             run = session.get_one(ExportRun, uuid.UUID(export_id))
             target = get_settings().export_dir / str(run.project_id) / f"{run.id}.{run.format}"
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(target.suffix + ".part")
+            tmp = target.with_suffix(f"{target.suffix}.{uuid.uuid4().hex}.part")
             digest = hashlib.sha256()
             rows = 0
             with tmp.open("wb") as handle:

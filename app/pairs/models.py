@@ -7,12 +7,14 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    JSON,
     CheckConstraint,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     Uuid,
 )
@@ -55,6 +57,16 @@ class Pair(TimestampMixin, Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=PairStatus.QUEUED)
     labels_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Known answer ("a" / "b" = response_a / response_b won, "tie", "both_bad"): a gold check, never budgeted.
+    gold_answer: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Aggregates of the labels (canonical choices), written by app.quality.service.aggregate.
+    majority_choice: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    majority_tied: Mapped[bool] = mapped_column(nullable=False, default=False)
+    agreement: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ds_choice: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    ds_posterior: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    # A reviewer's verdict overrides the aggregates (history in pair_review).
+    review_verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class PairSlot(Base):
@@ -78,3 +90,32 @@ class PairSlot(Base):
     lease_assignment_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class PairReview(TimestampMixin, Base):
+    """A reviewer's verdict on a pair (the audit trail; the newest is copied to pair.review_verdict)."""
+
+    __tablename__ = "pair_review"
+    __table_args__ = (Index("ix_pair_review_pair", "pair_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7)
+    pair_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pair.id", ondelete="CASCADE"), nullable=False)
+    reviewer: Mapped[str] = mapped_column(String(200), nullable=False)
+    verdict: Mapped[str] = mapped_column(String(16), nullable=False)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AnnotatorQuality(Base):
+    """Per project and annotator: Dawid-Skene reliability and agreement, as of the last aggregation."""
+
+    __tablename__ = "annotator_quality"
+    __table_args__ = (UniqueConstraint("project_id", "annotator"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7)
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), nullable=False
+    )
+    annotator: Mapped[str] = mapped_column(String(200), nullable=False)
+    reliability: Mapped[float | None] = mapped_column(Float, nullable=True)
+    agreement_with_majority: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -48,6 +48,12 @@ class Project(TimestampMixin, Base):
     # Responses at least this cosine-similar to an earlier one in the same prompt are collapsed before
     # pairing (null: only exact duplicates are).
     near_duplicate_threshold: Mapped[float | None] = mapped_column(Float, nullable=True, default=0.98)
+    # Share of claims that hand out a gold pair (when the annotator has one left to do).
+    gold_rate: Mapped[float] = mapped_column(Float, nullable=False, default=0.1)
+    # Annotators below this gold accuracy (with at least 3 gold answers) are flagged.
+    gold_min_accuracy: Mapped[float] = mapped_column(Float, nullable=False, default=0.7)
+    # Pairs with at least two labels whose agreement with the majority is below this go to review.
+    review_agreement_threshold: Mapped[float] = mapped_column(Float, nullable=False, default=0.6)
     embedding_model: Mapped[str] = mapped_column(String(500), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=ProjectStatus.ACTIVE)
     # The principal that created it (data teams see the projects they created and those granted to them).

@@ -44,6 +44,11 @@ class ProjectCreate(Input):
         description="Collapse responses at least this cosine-similar within a prompt before pairing; null: "
         "exact duplicates only.",
     )
+    gold_rate: float = Field(
+        default=0.1, ge=0, le=1, description="Share of claims that hand out a gold pair."
+    )
+    gold_min_accuracy: float = Field(default=0.7, ge=0, le=1)
+    review_agreement_threshold: float = Field(default=0.6, ge=0, le=1)
 
 
 class ProjectUpdate(Input):
@@ -60,6 +65,9 @@ class ProjectUpdate(Input):
     embedding_model: EmbeddingModelName | None = Field(
         default=None, min_length=1, max_length=500, description=EMBEDDING_MODEL_HELP
     )
+    gold_rate: float | None = Field(default=None, ge=0, le=1)
+    gold_min_accuracy: float | None = Field(default=None, ge=0, le=1)
+    review_agreement_threshold: float | None = Field(default=None, ge=0, le=1)
 
 
 class ProjectRead(BaseModel):
@@ -74,6 +82,9 @@ class ProjectRead(BaseModel):
     lease_ttl_seconds: int
     instructions: str
     near_duplicate_threshold: float | None
+    gold_rate: float
+    gold_min_accuracy: float
+    review_agreement_threshold: float
     embedding_model: str
     status: ProjectStatus
     created_at: datetime
@@ -87,6 +98,7 @@ class ProjectStats(BaseModel):
     unpairable: int
     pairs: int
     labels: int
+    gold_labels: int
     budget: int | None
     budget_remaining: int | None
     pairs_released: int

@@ -88,6 +88,9 @@ def update(session: Session, caller: Caller, project: Project, body: ProjectUpda
         "lease_ttl_seconds",
         "instructions",
         "embedding_model",
+        "gold_rate",
+        "gold_min_accuracy",
+        "review_agreement_threshold",
     ):
         if field in changes and changes[field] is None:
             raise InvalidInput(f"{field} cannot be null", field=field)
@@ -168,7 +171,19 @@ def stats(session: Session, project: Project) -> ProjectStats:
         or 0
     )
     pairs = session.scalar(select(func.count()).select_from(Pair).where(Pair.project_id == pid)) or 0
-    labels = session.scalar(select(func.count()).select_from(Label).where(Label.project_id == pid)) or 0
+    # Gold checks are outside the budget: they are counted apart.
+    gold_labels = (
+        session.scalar(
+            select(func.count())
+            .select_from(Label)
+            .join(Pair, Pair.id == Label.pair_id)
+            .where(Label.project_id == pid, Pair.gold_answer.is_not(None))
+        )
+        or 0
+    )
+    labels = (
+        session.scalar(select(func.count()).select_from(Label).where(Label.project_id == pid)) or 0
+    ) - gold_labels
     remaining = None if project.budget is None else max(project.budget - labels, 0)
     return ProjectStats(
         prompts=prompts,
@@ -177,6 +192,7 @@ def stats(session: Session, project: Project) -> ProjectStats:
         unpairable=unpairable,
         pairs=pairs,
         labels=labels,
+        gold_labels=gold_labels,
         budget=project.budget,
         budget_remaining=remaining,
         pairs_released=project.pairs_released,

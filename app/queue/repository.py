@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, case, exists, or_, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.pairs.models import Pair, PairSlot, PairStatus
@@ -42,6 +42,7 @@ def find_claimable_slot(
         select(PairSlot.id, PairSlot.pair_id, released)
         .join(Pair, Pair.id == PairSlot.pair_id)
         .where(PairSlot.project_id == project_id, PairSlot.done.is_(False), _free(now), ~already_has_pair)
+        .where(Pair.gold_answer.is_(None))
         .order_by(released.desc(), PairSlot.priority.desc(), PairSlot.id)
         .limit(1)
     )
@@ -204,3 +205,41 @@ def mark_expired(session: Session, now: datetime) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def next_gold_pair(session: Session, project_id: uuid.UUID, annotator: str) -> uuid.UUID | None:
+    """The first gold pair of the project this annotator has never been assigned."""
+    seen = exists().where(Assignment.pair_id == Pair.id, Assignment.annotator == annotator)
+    return session.scalar(
+        select(Pair.id)
+        .where(Pair.project_id == project_id, Pair.gold_answer.is_not(None), ~seen)
+        .order_by(Pair.id)
+        .limit(1)
+    )
+
+
+def add_leased_slot(
+    session: Session,
+    project_id: uuid.UUID,
+    pair_id: uuid.UUID,
+    assignment_id: uuid.UUID,
+    annotator: str,
+    expires_at: datetime,
+) -> uuid.UUID:
+    """A new slot on a (gold) pair, leased at once: every annotator answers a gold pair once."""
+    number = session.scalar(
+        select(func.coalesce(func.max(PairSlot.slot), -1)).where(PairSlot.pair_id == pair_id)
+    )
+    priority = session.scalar(select(Pair.priority).where(Pair.id == pair_id))
+    slot = PairSlot(
+        project_id=project_id,
+        pair_id=pair_id,
+        slot=int(number) + 1,
+        priority=priority or 0.0,
+        lease_assignment_id=assignment_id,
+        lease_owner=annotator,
+        lease_expires_at=expires_at,
+    )
+    session.add(slot)
+    session.flush()
+    return slot.id

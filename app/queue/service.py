@@ -64,9 +64,14 @@ def claim(session: Session, project: Project, annotator: str, now: datetime) -> 
 
     The budget counter is the project row, which every first claim of a pair updates; it is written last,
     just before COMMIT, so concurrent claims hold that row lock for the shortest time. If the budget
-    refuses, the savepoint undoes this attempt and only already-released pairs are considered.
+    refuses, the savepoint undoes this attempt and only already-released pairs are considered. A share
+    (project.gold_rate) of claims hands out a gold pair instead, outside the budget.
     """
     _check_lease_cap(session, annotator, now)
+    if project.gold_rate > 0 and _screen_order.random() < project.gold_rate:
+        gold = _claim_gold(session, project, annotator, now)
+        if gold is not None:
+            return gold
     budget_open = True
     for _attempt in range(20):
         found = repository.find_claimable_slot(
@@ -84,32 +89,64 @@ def claim(session: Session, project: Project, annotator: str, now: datetime) -> 
         if not repository.lease_slot(session, slot_id, assignment_id, annotator, now, expires_at):
             attempt.rollback()
             continue  # taken between our read and our write; try the next one
-        pair = session.get_one(Pair, pair_id)
-        a = session.get_one(Response, pair.response_a_id)
-        b = session.get_one(Response, pair.response_b_id)
-        prompt = session.get_one(Prompt, pair.prompt_id)
-        first, second = (a, b) if _screen_order.random() < 0.5 else (b, a)
-        assignment = Assignment(
-            id=assignment_id,
-            project_id=project.id,
-            pair_id=pair_id,
-            slot_id=slot_id,
-            annotator=annotator,
-            shown_first_response_id=first.id,
-            shown_second_response_id=second.id,
-            status=AssignmentStatus.ACTIVE,
-            lease_expires_at=expires_at,
-        )
-        session.add(assignment)
-        session.flush()
+        claimed = _assign(session, project, assignment_id, pair_id, slot_id, annotator, now, expires_at)
         if releasing and not repository.take_budget_for_pair(session, project.id):
             attempt.rollback()
             budget_open = False  # spent meanwhile: only already-released pairs may still be handed out
             continue
         attempt.commit()
-        log.info("queue.claimed", extra={"assignment_id": str(assignment_id), "pair_id": str(pair_id)})
-        return Claimed(assignment, prompt, first, second)
+        return claimed
     return _why_empty(session, project)
+
+
+def _assign(
+    session: Session,
+    project: Project,
+    assignment_id: uuid.UUID,
+    pair_id: uuid.UUID,
+    slot_id: uuid.UUID,
+    annotator: str,
+    now: datetime,
+    expires_at: datetime,
+) -> Claimed:
+    pair = session.get_one(Pair, pair_id)
+    a = session.get_one(Response, pair.response_a_id)
+    b = session.get_one(Response, pair.response_b_id)
+    prompt = session.get_one(Prompt, pair.prompt_id)
+    first, second = (a, b) if _screen_order.random() < 0.5 else (b, a)
+    assignment = Assignment(
+        id=assignment_id,
+        project_id=project.id,
+        pair_id=pair_id,
+        slot_id=slot_id,
+        annotator=annotator,
+        shown_first_response_id=first.id,
+        shown_second_response_id=second.id,
+        status=AssignmentStatus.ACTIVE,
+        lease_expires_at=expires_at,
+        created_at=now,  # the claim time on the injected clock (seconds-per-label stats read it)
+    )
+    session.add(assignment)
+    session.flush()
+    log.info("queue.claimed", extra={"assignment_id": str(assignment_id), "pair_id": str(pair_id)})
+    return Claimed(assignment, prompt, first, second)
+
+
+def _claim_gold(session: Session, project: Project, annotator: str, now: datetime) -> Claimed | None:
+    """A gold pair this annotator has not been given yet, on a slot of its own (gold is never budgeted)."""
+    pair_id = repository.next_gold_pair(session, project.id, annotator)
+    if pair_id is None:
+        return None
+    assignment_id = uuid.uuid4()
+    expires_at = now + timedelta(seconds=project.lease_ttl_seconds)
+    try:
+        with session.begin_nested():
+            slot_id = repository.add_leased_slot(
+                session, project.id, pair_id, assignment_id, annotator, expires_at
+            )
+            return _assign(session, project, assignment_id, pair_id, slot_id, annotator, now, expires_at)
+    except IntegrityError:
+        return None  # a concurrent claim of the same annotator took that slot number; serve a normal pair
 
 
 def _check_lease_cap(session: Session, annotator: str, now: datetime) -> None:

@@ -50,6 +50,17 @@ MATRIX: dict[tuple[str, str], tuple[Any, dict[str, int]]] = {
     ("PATCH", "/v1/projects/{project_id}"): ({"instructions": "Be kind."}, PROJECT_READ),
     ("DELETE", "/v1/projects/{project_id}"): (None, row(204, 204, 404, 403, 403)),
     ("GET", "/v1/projects/{project_id}/stats"): (None, PROJECT_READ),
+    ("GET", "/v1/projects/{project_id}/quality"): (None, PROJECT_READ),
+    ("GET", "/v1/projects/{project_id}/annotators"): (None, PROJECT_READ),
+    ("GET", "/v1/projects/{project_id}/review"): (None, PROJECT_READ),
+    ("POST", "/v1/projects/{project_id}/pairs/{pair_id}/review"): (
+        {"verdict": "a"},
+        row(201, 201, 404, 403, 403),
+    ),
+    ("PUT", "/v1/projects/{project_id}/pairs/{pair_id}/gold"): (
+        {"answer": "b"},
+        row(200, 200, 404, 403, 403),
+    ),
     ("POST", "/v1/projects/{project_id}/reselect"): (None, row(202, 202, 404, 403, 403)),
     ("GET", "/v1/projects/{project_id}/prompts"): (None, PROJECT_READ),
     ("POST", "/v1/projects/{project_id}/prompts"): (
@@ -92,6 +103,7 @@ def test_status(route: tuple[str, str], caller: str, client: Any, db: Any, recor
         external_id=world.ids["prompt_external_id"],
         prompt_id=world.ids["prompt"],
         response_id=world.ids["response"],
+        pair_id=world.ids["pair"],
         job_id=world.ids["job"],
         assignment_id=world.ids["assignment_a"],
         export_id=world.ids["export"],

@@ -79,6 +79,7 @@ def build_world(db: Any) -> World:
             other_project=q.id,
             prompt=pairs[0].prompt_id,
             response=pairs[0].response_a_id,
+            pair=pairs[2].id,
             prompt_external_id="factory-0",
             job=job.id,
             assignment_a=claimed.assignment.id,

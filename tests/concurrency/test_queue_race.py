@@ -18,7 +18,8 @@ from tests.conftest import ADMIN_KEY
 from tests.factories import make_pairs, make_project
 from tests.live_server import serve
 
-pytestmark = pytest.mark.concurrency
+# Minutes on a loaded two-core machine: 4,000+ requests through one in-process server.
+pytestmark = [pytest.mark.concurrency, pytest.mark.timeout(900)]
 
 ANNOTATORS = 50
 PAIRS = 2_000

@@ -1,0 +1,166 @@
+"""Label quality: agreement and aggregates, annotator stats, gold checks, the review queue."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+
+from app.api.deps import DataTeamDep, SessionDep
+from app.api.responses import problems
+from app.projects import service as projects
+from app.quality import service
+from app.schemas import Input, NoNulStr
+
+router = APIRouter(prefix="/projects/{project_id}", tags=["quality"])
+
+Verdict = Literal["a", "b", "tie", "both_bad"]
+
+
+class FleissRead(BaseModel):
+    kappa: float | None
+    raters: int
+    items: int
+    items_left_out: int
+
+
+class CohenRead(BaseModel):
+    annotators: list[str]
+    kappa: float | None
+    items: int
+
+
+class DawidSkeneRead(BaseModel):
+    iterations: int
+    converged: bool
+    priors: dict[str, float]
+
+
+class QualityRead(BaseModel):
+    labels: int
+    gold_labels: int
+    pairs_labelled: int
+    pairs_with_overlap: int
+    krippendorff_alpha: float | None = Field(description="Nominal alpha over all labelled pairs.")
+    fleiss_kappa: FleissRead
+    cohen_kappa: list[CohenRead] = Field(description="Per annotator pair sharing at least two pairs.")
+    dawid_skene: DawidSkeneRead | None = Field(description="Null until some pair has two or more labels.")
+    pairs_needing_review: int
+    computed_at: datetime
+
+
+class AnnotatorRead(BaseModel):
+    annotator: str
+    labels: int
+    median_seconds_per_label: float | None
+    skips: int
+    skip_rate: float | None
+    gold_answered: int
+    gold_accuracy: float | None
+    flagged: bool = Field(
+        description="Gold accuracy under the project's gold_min_accuracy (3+ gold answers)."
+    )
+    agreement_with_majority: float | None
+    reliability: float | None = Field(
+        description="Dawid-Skene expected accuracy, as of the last aggregation."
+    )
+
+
+class ReviewItem(BaseModel):
+    pair_id: uuid.UUID
+    labels: int
+    agreement: float | None
+    majority_choice: str | None
+    majority_tied: bool
+    ds_choice: str | None
+    ds_posterior: dict[str, float] | None
+
+
+class ReviewCreate(Input):
+    verdict: Verdict = Field(
+        description="a / b: the pair's response_a / response_b is better; tie; both_bad."
+    )
+    note: NoNulStr | None = Field(default=None, max_length=5_000)
+
+
+class ReviewRead(BaseModel):
+    id: uuid.UUID
+    pair_id: uuid.UUID
+    reviewer: str
+    verdict: str
+    note: str | None
+    created_at: datetime
+
+
+class GoldSet(Input):
+    answer: Verdict | None = Field(description="The known answer in pair terms; null unmarks the pair.")
+
+
+class GoldRead(BaseModel):
+    pair_id: uuid.UUID
+    gold_answer: str | None
+
+
+@router.get("/quality", response_model=QualityRead, responses=problems(404))
+def quality(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Any:
+    """Agreement (Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa); stores fresh aggregates."""
+    return service.aggregate(session, projects.get(session, caller, project_id))
+
+
+@router.get("/annotators", response_model=list[AnnotatorRead], responses=problems(404))
+def annotators(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Any:
+    """Per annotator: labels, median seconds per label, skip rate, gold accuracy, agreement, reliability."""
+    return service.annotator_stats(session, projects.get(session, caller, project_id))
+
+
+@router.get("/review", response_model=list[ReviewItem], responses=problems(404))
+def review_queue(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Any:
+    """Pairs whose labels disagree (a tied majority or agreement under the threshold), least agreed first."""
+    project = projects.get(session, caller, project_id)
+    return [
+        ReviewItem(
+            pair_id=p.id,
+            labels=p.labels_count,
+            agreement=p.agreement,
+            majority_choice=p.majority_choice,
+            majority_tied=p.majority_tied,
+            ds_choice=p.ds_choice,
+            ds_posterior=p.ds_posterior,
+        )
+        for p in service.review_queue(session, project)
+    ]
+
+
+@router.post(
+    "/pairs/{pair_id}/review",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReviewRead,
+    responses=problems(404),
+)
+def review(
+    project_id: uuid.UUID, pair_id: uuid.UUID, body: ReviewCreate, session: SessionDep, caller: DataTeamDep
+) -> Any:
+    """Record a verdict that overrides the pair's aggregate (kept with its history)."""
+    project = projects.get(session, caller, project_id)
+    row = service.review(session, caller, project, pair_id, body.verdict, body.note)
+    return ReviewRead(
+        id=row.id,
+        pair_id=row.pair_id,
+        reviewer=row.reviewer,
+        verdict=row.verdict,
+        note=row.note,
+        created_at=row.created_at,
+    )
+
+
+@router.put("/pairs/{pair_id}/gold", response_model=GoldRead, responses=problems(404))
+def set_gold(
+    project_id: uuid.UUID, pair_id: uuid.UUID, body: GoldSet, session: SessionDep, caller: DataTeamDep
+) -> Any:
+    """Mark a pair as a gold check with its known answer; gold pairs are mixed into queues, never budgeted."""
+    project = projects.get(session, caller, project_id)
+    pair = service.set_gold(session, caller, project, pair_id, body.answer)
+    return GoldRead(pair_id=pair.id, gold_answer=pair.gold_answer)

@@ -1,0 +1,255 @@
+"""Label quality for a project: aggregates per pair, agreement, annotator reliability, gold, review."""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.auth.context import Caller
+from app.db.base import utcnow
+from app.errors import InvalidInput, NotFound
+from app.pairs.models import AnnotatorQuality, Pair, PairReview
+from app.projects.models import Project
+from app.quality.agreement import (
+    CATEGORIES,
+    agreement_with_majority,
+    fleiss_kappa,
+    krippendorff_alpha_nominal,
+    majority,
+    pairwise_cohen,
+)
+from app.quality.dawid_skene import dawid_skene
+from app.queue.models import Assignment, AssignmentStatus, Label
+
+
+def canonical(choice: str, winner: uuid.UUID | None, response_a_id: uuid.UUID) -> str:
+    """A label in pair terms: "a" / "b" = the pair's response_a / response_b won (not screen positions)."""
+    if winner is None:
+        return choice
+    return "a" if winner == response_a_id else "b"
+
+
+@dataclass
+class ProjectLabels:
+    """The project's labels on ordinary (non-gold) pairs, as (pair, annotator, canonical choice)."""
+
+    labels: list[tuple[uuid.UUID, str, str]]
+    gold: list[tuple[uuid.UUID, str, str, str]]  # (pair, annotator, canonical choice, gold answer)
+
+
+def load_labels(session: Session, project_id: uuid.UUID) -> ProjectLabels:
+    """Every label of the project, split into ordinary and gold."""
+    rows = session.execute(
+        select(
+            Label.pair_id,
+            Label.annotator,
+            Label.choice,
+            Label.winner_response_id,
+            Pair.response_a_id,
+            Pair.gold_answer,
+        )
+        .join(Pair, Pair.id == Label.pair_id)
+        .where(Label.project_id == project_id)
+        .order_by(Label.pair_id, Label.annotator)
+    ).all()
+    ordinary, gold = [], []
+    for pair_id, annotator, choice, winner, a_id, gold_answer in rows:
+        value = canonical(choice, winner, a_id)
+        if gold_answer is None:
+            ordinary.append((pair_id, annotator, value))
+        else:
+            gold.append((pair_id, annotator, value, gold_answer))
+    return ProjectLabels(ordinary, gold)
+
+
+def aggregate(session: Session, project: Project) -> dict[str, Any]:
+    """Recompute and store majority and Dawid-Skene per pair and reliability per annotator; agreement."""
+    data = load_labels(session, project.id)
+    by_pair: dict[uuid.UUID, list[str]] = defaultdict(list)
+    for pair_id, _annotator, value in data.labels:
+        by_pair[pair_id].append(value)
+    overlapping = any(len(v) >= 2 for v in by_pair.values())
+    ds = dawid_skene(data.labels, CATEGORIES, tol=1e-4) if data.labels and overlapping else None
+    for pair_id, values in by_pair.items():
+        vote = majority(values)
+        share = (vote.counts[vote.choice] / len(values)) if vote.choice else None
+        session.execute(
+            update(Pair)
+            .where(Pair.id == pair_id)
+            .values(
+                majority_choice=vote.choice,
+                majority_tied=vote.tied,
+                agreement=share if len(values) >= 2 else None,
+                ds_choice=ds.predicted(pair_id) if ds else None,
+                ds_posterior={k: round(v, 6) for k, v in ds.posteriors[pair_id].items()} if ds else None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    with_majority = agreement_with_majority(data.labels)
+    now = utcnow()
+    annotators = sorted({a for _, a, _ in data.labels})
+    if annotators:
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        rows = [
+            {
+                "project_id": project.id,
+                "annotator": a,
+                "reliability": ds.reliability.get(a) if ds else None,
+                "agreement_with_majority": with_majority.get(a),
+                "updated_at": now,
+                "id": uuid.uuid4(),
+            }
+            for a in annotators
+        ]
+        stmt = insert(AnnotatorQuality).values(rows)
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["project_id", "annotator"],
+                set_={
+                    "reliability": stmt.excluded.reliability,
+                    "agreement_with_majority": stmt.excluded.agreement_with_majority,
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            )
+        )
+    session.flush()
+    fleiss = fleiss_kappa(data.labels)
+    return {
+        "labels": len(data.labels),
+        "gold_labels": len(data.gold),
+        "pairs_labelled": len(by_pair),
+        "pairs_with_overlap": sum(1 for v in by_pair.values() if len(v) >= 2),
+        "krippendorff_alpha": krippendorff_alpha_nominal(data.labels),
+        "fleiss_kappa": {
+            "kappa": fleiss.kappa,
+            "raters": fleiss.raters,
+            "items": fleiss.items,
+            "items_left_out": fleiss.items_left_out,
+        },
+        "cohen_kappa": [
+            {"annotators": list(key), "kappa": result.kappa, "items": result.items}
+            for key, result in pairwise_cohen(data.labels).items()
+        ],
+        "dawid_skene": {"iterations": ds.iterations, "converged": ds.converged, "priors": ds.priors}
+        if ds
+        else None,
+        "pairs_needing_review": len(review_queue(session, project)),
+        "computed_at": now,
+    }
+
+
+def review_queue(session: Session, project: Project) -> list[Pair]:
+    """Pairs with at least two labels whose agreement is low or whose majority is tied, not yet reviewed."""
+    return list(
+        session.scalars(
+            select(Pair)
+            .where(
+                Pair.project_id == project.id,
+                Pair.labels_count >= 2,
+                Pair.review_verdict.is_(None),
+                Pair.gold_answer.is_(None),
+            )
+            .where((Pair.majority_tied.is_(True)) | (Pair.agreement < project.review_agreement_threshold))
+            .order_by(Pair.agreement.asc().nulls_first(), Pair.id)
+        )
+    )
+
+
+def review(
+    session: Session, caller: Caller, project: Project, pair_id: uuid.UUID, verdict: str, note: str | None
+) -> PairReview:
+    """Record a reviewer's verdict; it overrides the aggregates (the newest verdict wins)."""
+    pair = _pair(session, project, pair_id)
+    row = PairReview(pair_id=pair.id, reviewer=caller.name, verdict=verdict, note=note)
+    session.add(row)
+    pair.review_verdict = verdict
+    session.flush()
+    audit.record(session, caller, "pair.reviewed", "pair", pair.id, {"verdict": verdict, "note": note})
+    return row
+
+
+def set_gold(
+    session: Session, caller: Caller, project: Project, pair_id: uuid.UUID, answer: str | None
+) -> Pair:
+    """Mark a pair as a gold check with its known answer (None unmarks it)."""
+    pair = _pair(session, project, pair_id)
+    if (
+        answer is not None
+        and pair.released_at is not None
+        and pair.labels_count > 0
+        and pair.gold_answer is None
+    ):
+        raise InvalidInput(
+            "this pair already has ordinary labels; pick another pair as gold", field="pair_id"
+        )
+    pair.gold_answer = answer
+    session.flush()
+    audit.record(session, caller, "pair.gold_set", "pair", pair.id, {"answer": answer})
+    return pair
+
+
+def _pair(session: Session, project: Project, pair_id: uuid.UUID) -> Pair:
+    pair = session.get(Pair, pair_id)
+    if pair is None or pair.project_id != project.id:
+        raise NotFound(f"no pair {pair_id} in project {project.id}")
+    return pair
+
+
+def annotator_stats(session: Session, project: Project) -> list[dict[str, Any]]:
+    """Per annotator: labels, median seconds per label, skip rate, gold accuracy, agreement, reliability."""
+    data = load_labels(session, project.id)
+    timings: dict[str, list[float]] = defaultdict(list)
+    for annotator, claimed, labelled in session.execute(
+        select(Assignment.annotator, Assignment.created_at, Label.labeled_at)
+        .join(Label, Label.assignment_id == Assignment.id)
+        .where(Assignment.project_id == project.id)
+    ):
+        timings[annotator].append((labelled - claimed).total_seconds())
+    skips = dict(
+        session.execute(
+            select(Assignment.annotator, func.count())
+            .where(Assignment.project_id == project.id, Assignment.status == AssignmentStatus.SKIPPED)
+            .group_by(Assignment.annotator)
+        ).all()
+    )
+    gold: dict[str, list[bool]] = defaultdict(list)
+    for _pair, annotator, value, answer in data.gold:
+        gold[annotator].append(value == answer)
+    stored = {
+        q.annotator: q
+        for q in session.scalars(select(AnnotatorQuality).where(AnnotatorQuality.project_id == project.id))
+    }
+    with_majority = agreement_with_majority(data.labels)
+    out = []
+    for annotator in sorted(set(timings) | set(skips) | set(gold)):
+        labels = len(timings.get(annotator, []))
+        skipped = skips.get(annotator, 0)
+        answers = gold.get(annotator, [])
+        accuracy = sum(answers) / len(answers) if answers else None
+        out.append(
+            {
+                "annotator": annotator,
+                "labels": labels,
+                "median_seconds_per_label": statistics.median(timings[annotator])
+                if timings.get(annotator)
+                else None,
+                "skips": skipped,
+                "skip_rate": skipped / (labels + skipped) if labels + skipped else None,
+                "gold_answered": len(answers),
+                "gold_accuracy": accuracy,
+                "flagged": accuracy is not None
+                and len(answers) >= 3
+                and accuracy < project.gold_min_accuracy,
+                "agreement_with_majority": with_majority.get(annotator),
+                "reliability": stored[annotator].reliability if annotator in stored else None,
+            }
+        )
+    return out
