@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -20,6 +21,16 @@ def _is_postgres(session: Session) -> bool:
 
 def _free(now: datetime):  # type: ignore[no-untyped-def]
     return or_(PairSlot.lease_expires_at.is_(None), PairSlot.lease_expires_at <= now)
+
+
+def _held_live(slot_id: uuid.UUID, assignment_id: uuid.UUID, now: datetime) -> tuple[Any, ...]:
+    """The fencing condition: the slot is still open and leased, unexpired, to this assignment."""
+    return (
+        PairSlot.id == slot_id,
+        PairSlot.done.is_(False),
+        PairSlot.lease_assignment_id == assignment_id,
+        PairSlot.lease_expires_at > now,
+    )
 
 
 def find_claimable_slot(
@@ -108,12 +119,7 @@ def complete_slot(session: Session, slot_id: uuid.UUID, assignment_id: uuid.UUID
     """Close a slot with a label, only while this assignment's lease on it is live (fencing)."""
     result = session.execute(
         update(PairSlot)
-        .where(
-            PairSlot.id == slot_id,
-            PairSlot.done.is_(False),
-            PairSlot.lease_assignment_id == assignment_id,
-            PairSlot.lease_expires_at > now,
-        )
+        .where(*_held_live(slot_id, assignment_id, now))
         .values(done=True, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
@@ -152,12 +158,7 @@ def extend_lease(
     """Push a live lease's expiry out; False if the lease is no longer this assignment's or has ended."""
     result = session.execute(
         update(PairSlot)
-        .where(
-            PairSlot.id == slot_id,
-            PairSlot.done.is_(False),
-            PairSlot.lease_assignment_id == assignment_id,
-            PairSlot.lease_expires_at > now,
-        )
+        .where(*_held_live(slot_id, assignment_id, now))
         .values(lease_expires_at=expires_at)
         .execution_options(synchronize_session=False)
     )
@@ -168,12 +169,7 @@ def free_slot(session: Session, slot_id: uuid.UUID, assignment_id: uuid.UUID, no
     """End a live lease early (release or skip), so the slot is claimable at once."""
     result = session.execute(
         update(PairSlot)
-        .where(
-            PairSlot.id == slot_id,
-            PairSlot.done.is_(False),
-            PairSlot.lease_assignment_id == assignment_id,
-            PairSlot.lease_expires_at > now,
-        )
+        .where(*_held_live(slot_id, assignment_id, now))
         .values(lease_assignment_id=None, lease_owner=None, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
