@@ -10,6 +10,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, TimestampMixin
+from app.db.ids import uuid7
 from app.db.types import UTCDateTime
 
 
@@ -62,7 +63,8 @@ class Label(TimestampMixin, Base):
         UniqueConstraint("annotator", "idempotency_key"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid.uuid4)
+    # Time-ordered, so "the annotator's last label" (undo) follows submission order even within a microsecond.
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7)
     # Unique: one label per assignment, which makes a retried submit find the first one.
     assignment_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("assignment.id", ondelete="CASCADE"), nullable=False, unique=True
