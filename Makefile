@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Two pytest-xdist workers, whole files per worker; each worker has its own database (test_gw0, test_gw1).
+PYTEST_ARGS ?= -n 2 --dist loadfile
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 

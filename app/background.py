@@ -21,11 +21,16 @@ log = logging.getLogger(__name__)
 # Task name → "module:function". The names are the Celery task names too.
 TASKS: dict[str, str] = {
     "embeddings.embed_prompts": "app.embeddings.service:embed_prompts",
+    "embeddings.embed_texts": "app.embeddings.service:embed_texts",
     "exports.run_export": "app.exports.service:run_export",
     "maintenance.reconcile": "app.maintenance:reconcile",
     "neighbors.build_index": "app.neighbors.service:build_index",
+    "neighbors.mark_redundant": "app.neighbors.redundancy:mark_redundant",
+    "neighbors.sweep_redundant": "app.neighbors.redundancy:sweep_redundant",
+    "quality.aggregate": "app.quality.service:aggregate_project",
+    "quality.aggregate_stale": "app.quality.service:aggregate_stale",
 }
-QUEUES: dict[str, str] = {"embeddings.embed_prompts": "embeddings"}
+QUEUES: dict[str, str] = {"embeddings.embed_prompts": "embeddings", "embeddings.embed_texts": "embeddings"}
 DEFAULT_QUEUE = "default"
 
 
@@ -42,7 +47,12 @@ def resolve(task_name: str) -> Callable[..., Any]:
 
 def periodic_tasks() -> list[tuple[str, float]]:
     """(task name, interval in seconds) for everything that runs on a schedule."""
-    return [("maintenance.reconcile", get_settings().reconcile_interval_seconds)]
+    settings = get_settings()
+    return [
+        ("maintenance.reconcile", settings.reconcile_interval_seconds),
+        ("quality.aggregate_stale", settings.quality_aggregate_interval_seconds),
+        ("neighbors.sweep_redundant", settings.redundant_sweep_interval_seconds),
+    ]
 
 
 def dispatch(task_name: str, kwargs: dict[str, Any]) -> None:

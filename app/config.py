@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=500)
     db_max_overflow: int = Field(default=10, ge=0, le=500)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    # A liveness round trip before every checkout costs one query per request; without it a connection the
+    # server dropped (a restart) fails one request with 503, which invalidates the pool so the next ones
+    # reconnect. Turn it on where idle connections are cut often (some proxies and cloud databases).
+    db_pool_pre_ping: bool = False
+    db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     export_dir: Path = Path("./exports")
     # Cross-prompt neighbour indexes, versioned per project and model; shared by the API and the workers.
@@ -60,6 +65,8 @@ class Settings(BaseSettings):
     # With no index file yet, the API ranks exactly from the database up to this many vectors, else 409.
     neighbors_on_the_fly_max_vectors: int = Field(default=5_000, ge=0)
     neighbors_keep_versions: int = Field(default=3, ge=1)
+    # How often projects with skip_redundant_pairs re-check their queued pairs against new labels.
+    redundant_sweep_interval_seconds: float = Field(default=300.0, gt=0)
     # Prompts per embedding task: small enough that several workers share one big ingest.
     embed_chunk_prompts: int = Field(default=64, ge=1, le=10_000)
     max_items_per_batch: int = Field(default=500, ge=1)
@@ -78,6 +85,10 @@ class Settings(BaseSettings):
     max_lease_renewals: int = Field(default=5, ge=0)
     # How long an annotator may withdraw their last label.
     undo_window_seconds: int = Field(default=60, ge=0)
+    # Labels ask for a quality aggregation of their project at most this often (0: after every label);
+    # the periodic sweep, every quality_aggregate_interval_seconds, catches the labels in between.
+    quality_aggregate_debounce_seconds: float = Field(default=10.0, ge=0)
+    quality_aggregate_interval_seconds: float = Field(default=60.0, gt=0)
     log_level: str = "INFO"
     log_json: bool | None = None
     # SQLite is one file on one machine; a broker means workers elsewhere. Allowed only for tests.

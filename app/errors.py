@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+
+log = logging.getLogger(__name__)
+DATABASE_RETRY_AFTER_S = 5
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -199,6 +204,23 @@ def install_handlers(app: FastAPI) -> None:
             f"invalid field(s): {fields}",
             instance=request.url.path,
             errors=errors,
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # The database is down, restarting, or timed out: transient, so 503 and a retry hint, never 500.
+        # A broken pooled connection also invalidates the pool, so the next request reconnects.
+        log.warning(
+            "database.unavailable", extra={"error": type(exc.orig).__name__, "path": request.url.path}
+        )
+        return problem_response(
+            503,
+            "database_unavailable",
+            "Database unavailable",
+            "the database did not answer; nothing was stored by this request, retry shortly",
+            instance=request.url.path,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         )
 
     @app.exception_handler(StarletteHTTPException)

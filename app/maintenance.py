@@ -29,6 +29,7 @@ def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
     cutoff = utcnow() - timedelta(seconds=age)
     with get_database().session() as session:
         expired = queue_repository.mark_expired(session, utcnow())
+        released_flags = queue_repository.reconcile_released_flags(session)
     with get_database().session() as session:
         prompt_ids = [
             str(p)
@@ -56,4 +57,11 @@ def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
         log.info("queue.leases_expired", extra={"count": expired})
     if prompt_ids or export_ids:
         log.info("maintenance.reconciled", extra={"prompts": len(prompt_ids), "exports": len(export_ids)})
-    return {"prompts": len(prompt_ids), "exports": len(export_ids), "expired_leases": expired}
+    if released_flags:
+        log.info("queue.released_flags_mended", extra={"count": released_flags})
+    return {
+        "prompts": len(prompt_ids),
+        "exports": len(export_ids),
+        "expired_leases": expired,
+        "released_flags": released_flags,
+    }

@@ -8,8 +8,9 @@ the end; SQLite: a file in a temporary folder), runs `real-align migrate`, then 
 `real-align api --host 127.0.0.1 --port PORT --workers N` as a separate process (REAL_ENV=test, a random
 bootstrap admin key, rate limit and lease cap out of the way, REAL_DB_POOL_SIZE sized for the concurrency, no
 broker). For each annotator count it seeds a fresh project of --pairs pairs through the ORM (no embedding;
-`tests.factories`) and runs ANALYZE, then N annotators loop claim -> label `{"choice": "a"}` with the
-admin key claiming on behalf of `ann-K`, until --seconds pass or the queue answers 204. A claim already
+`tests.factories`) and runs ANALYZE, creates N annotator keys (POST /v1/keys, members of the project), then
+the N annotators loop claim -> label `{"choice": "a"}`, each with its own key (the production path: key
+lookup, membership, lease cap), until --seconds pass or the queue answers 204. A claim already
 held at the deadline is still labelled, so no lease is left behind.
 
 The load client is this process: asyncio with one keep-alive HTTP/1.1 connection per annotator and a minimal
@@ -142,12 +143,12 @@ class CellLog:
 
 
 async def run_cell(
-    port: int, key: str, project_id: uuid.UUID, annotators: int, seconds: float, cap: int
+    port: int, keys: list[str], project_id: uuid.UUID, annotators: int, seconds: float, cap: int
 ) -> CellLog:
-    """N annotators claim -> label until the deadline or an empty queue."""
+    """N annotators, each with its own key, claim -> label until the deadline or an empty queue."""
     log = CellLog()
     claim_path = f"/v1/projects/{project_id}/queue/claim"
-    conns = [Conn(port, key) for _ in range(annotators)]
+    conns = [Conn(port, keys[n]) for n in range(annotators)]
     for conn in conns:  # connect before the clock starts
         await conn._connect()
     start_gate = asyncio.Event()
@@ -159,7 +160,7 @@ async def run_cell(
             requests += 1
             t0 = time.perf_counter()
             try:
-                status, body = await conn.post(claim_path, {"annotator": f"ann-{n}"})
+                status, body = await conn.post(claim_path, {})
             except Exception:  # noqa: BLE001 - a broken or timed-out request is an error, not a crash
                 log.statuses["claim error"] += 1
                 await asyncio.sleep(0.05)
@@ -329,6 +330,22 @@ def pg_backend_cpu(admin_url: str, name: str) -> dict[int, float]:
             row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))
         ]
     return {pid: cpu_seconds(pid) for pid in pids}
+
+
+def annotator_keys(port: int, admin_key: str, project_id: uuid.UUID, count: int, label: str) -> list[str]:
+    """One annotator key per simulated annotator, member of the project (POST /v1/keys, as an admin would)."""
+    made = []
+    for n in range(count):
+        body = {"role": "annotator", "name": f"{label}-ann-{n}", "projects": [str(project_id)]}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/keys",
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {admin_key}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            made.append(json.loads(answer.read())["key"])
+    return made
 
 
 def seed(database_url: str, pairs: int, label: str) -> uuid.UUID:
@@ -560,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
                 for n in counts:
                     t0 = time.perf_counter()
                     project_id = seed(url, args.pairs, f"bench {db} x{n}")
+                    keys = annotator_keys(port, admin_key, project_id, n, f"{db}-x{n}")
                     seed_s = time.perf_counter() - t0
                     pids = process_tree(proc.pid)
                     cpu0 = sum(cpu_seconds(p) for p in pids)
@@ -587,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
                             stderr=subprocess.DEVNULL,
                         )
                     cap = 2 * args.pairs + 10 * n
-                    log = asyncio.run(run_cell(port, admin_key, project_id, n, args.seconds, cap))
+                    log = asyncio.run(run_cell(port, keys, project_id, n, args.seconds, cap))
                     server_cpu = sum(cpu_seconds(p) for p in process_tree(proc.pid)) - cpu0
                     pg_cpu = None
                     if db == "postgres":

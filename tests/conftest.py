@@ -86,13 +86,20 @@ def truncate_all(db: Any) -> None:
 
 @pytest.fixture
 def db(database: Any) -> Iterator[Any]:
-    """The database, emptied after the test."""
-    yield database
+    """The database the app uses now (the same Postgres), emptied after the test.
+
+    Not always the session fixture's object: a test that resets the app state (the embedded default,
+    a subprocess export) makes get_database() build a new one, and engine events or pools a test
+    inspects must be the app's.
+    """
     from app import background
     from app.auth.ratelimit import reset_limiter
+    from app.db.session import get_database
 
+    current = get_database()
+    yield current
     background.get_runner().stop()
-    truncate_all(database)
+    truncate_all(current)
     reset_limiter()
 
 

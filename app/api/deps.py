@@ -65,10 +65,19 @@ def require(*roles: Role):  # type: ignore[no-untyped-def]
     return dependency
 
 
+def require_reviewer(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+    """Admins, data teams, and annotators with the reviewer flag (403 for other annotators)."""
+    if not caller.may_review:
+        raise Forbidden("only data teams and principals with the reviewer flag may review")
+    return caller
+
+
 CallerDep = Annotated[Caller, Depends(get_caller)]
 AdminDep = Annotated[Caller, Depends(require(Role.ADMIN))]
 DataTeamDep = Annotated[Caller, Depends(require(Role.ADMIN, Role.DATA_TEAM))]
 AnnotatorDep = Annotated[Caller, Depends(require(Role.ADMIN, Role.ANNOTATOR))]
+# The review queue and verdicts; project membership is checked by the project lookup, as everywhere.
+ReviewerDep = Annotated[Caller, Depends(require_reviewer)]
 
 
 def configured_admin_key() -> str | None:

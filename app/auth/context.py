@@ -17,10 +17,17 @@ class Caller:
     principal_id: uuid.UUID | None = None
     key_id: uuid.UUID | None = None
     projects: frozenset[uuid.UUID] = frozenset()
+    # The principal's reviewer flag: an annotator with it may work its projects' review queues.
+    reviewer: bool = False
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
+
+    @property
+    def may_review(self) -> bool:
+        """Admins, data teams, and annotators flagged as reviewers (project visibility is checked apart)."""
+        return self.role in (Role.ADMIN, Role.DATA_TEAM) or self.reviewer
 
     @property
     def rate_key(self) -> str:

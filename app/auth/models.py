@@ -31,6 +31,8 @@ class Principal(TimestampMixin, Base):
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     # Project ids this principal may work on (null = none beyond the projects it created).
     projects: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # May work the review queue of its projects (annotators; admins and data teams may anyway).
+    reviewer: Mapped[bool] = mapped_column(nullable=False, default=False)
 
 
 class ApiKey(TimestampMixin, Base):

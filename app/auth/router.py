@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Path, Response, status
 from sqlalchemy import select
 
 from app.api.clock import NowDep
@@ -13,7 +14,7 @@ from app.api.pagination import CursorQuery, LimitQuery, Page, decode_cursor, enc
 from app.api.responses import problems
 from app.auth import service
 from app.auth.models import ApiKey, Principal, Role
-from app.auth.schemas import KeyCreate, KeyCreated, KeyRead, MeRead, PrincipalRead
+from app.auth.schemas import KeyCreate, KeyCreated, KeyRead, MeRead, PrincipalRead, PrincipalUpdate
 from app.config import get_settings
 from app.errors import InvalidInput
 
@@ -22,7 +23,11 @@ router = APIRouter(tags=["keys"])
 
 def _principal(row: Principal) -> PrincipalRead:
     return PrincipalRead(
-        id=row.id, name=row.name, role=Role(row.role), projects=[uuid.UUID(p) for p in row.projects or []]
+        id=row.id,
+        name=row.name,
+        role=Role(row.role),
+        projects=[uuid.UUID(p) for p in row.projects or []],
+        reviewer=row.reviewer,
     )
 
 
@@ -51,6 +56,7 @@ def create_key(body: KeyCreate, session: SessionDep, caller: AdminDep, now: NowD
         name=body.name,
         projects=body.projects,
         expires_at=body.expires_at,
+        reviewer=body.reviewer,
     )
     return KeyCreated(**_key(created.row, created.principal).model_dump(), key=created.key)
 
@@ -81,9 +87,21 @@ def revoke_key(key_id: uuid.UUID, session: SessionDep, caller: AdminDep, now: No
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@router.patch("/principals/{name}", response_model=PrincipalRead, responses=problems(404))
+def update_principal(
+    name: Annotated[str, Path(max_length=200)], body: PrincipalUpdate, session: SessionDep, caller: AdminDep
+) -> PrincipalRead:
+    """Change a principal's reviewer flag (audited); its keys see the change on their next request."""
+    return _principal(service.update_principal(session, caller, name, reviewer=body.reviewer))
+
+
 @router.get("/me", response_model=MeRead, responses=problems())
 def me(caller: CallerDep) -> MeRead:
-    """Who the key belongs to: name, role, projects."""
+    """Who the key belongs to: name, role, projects, reviewer flag."""
     return MeRead(
-        name=caller.name, role=caller.role, projects=sorted(caller.projects, key=str), key_id=caller.key_id
+        name=caller.name,
+        role=caller.role,
+        projects=sorted(caller.projects, key=str),
+        key_id=caller.key_id,
+        reviewer=caller.reviewer,
     )

@@ -25,6 +25,17 @@ class KeyCreate(Input):
     expires_at: AwareDatetime | None = Field(
         default=None, description="When the key stops working (UTC offset)."
     )
+    reviewer: bool | None = Field(
+        default=None,
+        description="May work the review queue of its projects (for annotators). "
+        "Null: false for a new principal, unchanged for an existing one.",
+    )
+
+
+class PrincipalUpdate(Input):
+    reviewer: bool | None = Field(
+        default=None, description="May work the review queue of its projects (for annotators)."
+    )
 
 
 class PrincipalRead(BaseModel):
@@ -32,6 +43,7 @@ class PrincipalRead(BaseModel):
     name: str
     role: Role
     projects: list[uuid.UUID]
+    reviewer: bool
 
 
 class KeyRead(BaseModel):
@@ -52,4 +64,5 @@ class MeRead(BaseModel):
     name: str
     role: Role
     projects: list[uuid.UUID]
+    reviewer: bool
     key_id: uuid.UUID | None

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -15,6 +15,7 @@ from app.auth import keys
 from app.auth.context import BOOTSTRAP_ADMIN, Caller
 from app.auth.models import ApiKey, Principal, Role
 from app.config import Environment, Settings
+from app.db.types import UTCDateTime
 from app.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from app.projects.models import Project
 
@@ -44,12 +45,13 @@ def create_key(
     name: str,
     projects: list[uuid.UUID] | None,
     expires_at: datetime | None,
+    reviewer: bool | None = None,
 ) -> CreatedKey:
     """A new key for the named principal (created if the name is new). The secret is returned only here."""
     principal = session.scalars(select(Principal).where(Principal.name == name)).first()
     project_list = _valid_projects(session, projects) if projects is not None else None
     if principal is None:
-        principal = Principal(name=name, role=role, projects=project_list)
+        principal = Principal(name=name, role=role, projects=project_list, reviewer=bool(reviewer))
         session.add(principal)
         session.flush()
         audit.record(
@@ -58,7 +60,7 @@ def create_key(
             "principal.created",
             "principal",
             principal.id,
-            {"name": name, "role": role.value, "projects": project_list},
+            {"name": name, "role": role.value, "projects": project_list, "reviewer": bool(reviewer)},
         )
     else:
         if principal.role != role:
@@ -73,6 +75,8 @@ def create_key(
                 principal.id,
                 {"projects": project_list},
             )
+        if reviewer is not None:
+            _set_reviewer(session, caller, principal, reviewer)
     raw = keys.generate()
     row = ApiKey(
         principal_id=principal.id,
@@ -84,6 +88,25 @@ def create_key(
     session.flush()
     audit.record(session, caller, "key.created", "api_key", row.id, row.details())
     return CreatedKey(key=raw, row=row, principal=principal)
+
+
+def _set_reviewer(session: Session, caller: Caller, principal: Principal, reviewer: bool) -> None:
+    if principal.reviewer != reviewer:
+        principal.reviewer = reviewer
+        audit.record(
+            session, caller, "principal.reviewer_changed", "principal", principal.id, {"reviewer": reviewer}
+        )
+
+
+def update_principal(session: Session, caller: Caller, name: str, *, reviewer: bool | None) -> Principal:
+    """Change a principal's flags (audited); its keys see the change on their next request."""
+    principal = session.scalars(select(Principal).where(Principal.name == name)).first()
+    if principal is None:
+        raise NotFound(f"no principal {name!r}")
+    if reviewer is not None:
+        _set_reviewer(session, caller, principal, reviewer)
+    session.flush()
+    return principal
 
 
 def revoke_key(session: Session, caller: Caller, key_id: uuid.UUID, now: datetime) -> ApiKey:
@@ -98,17 +121,32 @@ def revoke_key(session: Session, caller: Caller, key_id: uuid.UUID, now: datetim
     return row
 
 
-def _active_admin_key_exists(session: Session, now: datetime) -> bool:
-    return bool(
-        session.scalar(
-            select(
-                exists()
-                .where(ApiKey.principal_id == Principal.id, Principal.role == Role.ADMIN)
-                .where(ApiKey.revoked_at.is_(None))
-                .where((ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > now))
-            )
-        )
+# Built once: authentication runs on every request, and building a statement costs more than running it.
+_ADMIN_KEY_EXISTS = select(
+    exists()
+    .where(ApiKey.principal_id == Principal.id, Principal.role == Role.ADMIN)
+    .where(ApiKey.revoked_at.is_(None))
+    .where((ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > bindparam("b_now", type_=UTCDateTime())))
+)
+_KEY_LOOKUP = (
+    select(
+        ApiKey.id,
+        ApiKey.revoked_at,
+        ApiKey.expires_at,
+        ApiKey.last_used_at,
+        Principal.id,
+        Principal.name,
+        Principal.role,
+        Principal.projects,
+        Principal.reviewer,
     )
+    .join(Principal, Principal.id == ApiKey.principal_id)
+    .where(ApiKey.key_hash == bindparam("b_hash"))
+)
+
+
+def _active_admin_key_exists(session: Session, now: datetime) -> bool:
+    return bool(session.connection().execute(_ADMIN_KEY_EXISTS, {"b_now": now}).scalar())
 
 
 def authenticate(
@@ -121,30 +159,31 @@ def authenticate(
         raise Unauthorized("the bootstrap admin key is disabled once an admin key exists")
     if not keys.well_formed(raw):
         raise Unauthorized("malformed API key")
-    found = session.execute(
-        select(ApiKey, Principal)
-        .join(Principal, Principal.id == ApiKey.principal_id)
-        .where(ApiKey.key_hash == keys.hash_key(raw, settings.secret_key.get_secret_value()))
-    ).first()
+    found = (
+        session.connection()
+        .execute(_KEY_LOOKUP, {"b_hash": keys.hash_key(raw, settings.secret_key.get_secret_value())})
+        .first()
+    )
     if found is None:
         raise Unauthorized("unknown API key")
-    row, principal = found
-    if row.revoked_at is not None:
+    key_id, revoked_at, expires_at, last_used_at, principal_id, name, role, projects, reviewer = found
+    if revoked_at is not None:
         raise Unauthorized("this API key was revoked")
-    if row.expires_at is not None and row.expires_at <= now:
+    if expires_at is not None and expires_at <= now:
         raise Unauthorized("this API key has expired")
-    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
         # Coarse on purpose: one write a minute per key, not one per request.
         session.execute(
             update(ApiKey)
-            .where(ApiKey.id == row.id)
+            .where(ApiKey.id == key_id)
             .values(last_used_at=now)
             .execution_options(synchronize_session=False)
         )
     return Caller(
-        name=principal.name,
-        role=Role(principal.role),
-        principal_id=principal.id,
-        key_id=row.id,
-        projects=frozenset(uuid.UUID(p) for p in (principal.projects or [])),
+        name=name,
+        role=Role(role),
+        principal_id=principal_id,
+        key_id=key_id,
+        projects=frozenset(uuid.UUID(p) for p in (projects or [])),
+        reviewer=reviewer,
     )

@@ -8,6 +8,7 @@ from app.jobs.models import Job
 from app.pairs.models import AnnotatorQuality, Pair, PairReview, PairSlot
 from app.projects.models import Project
 from app.prompts.models import Prompt, Response
+from app.quality.models import QualitySnapshot
 from app.queue.models import Assignment, Label
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "Principal",
     "Project",
     "Prompt",
+    "QualitySnapshot",
     "Response",
 ]

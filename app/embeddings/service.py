@@ -1,4 +1,11 @@
-"""The embedding task: embed every response alone (no prompt), then choose the prompts' pairs."""
+"""The embedding task: embed every response alone (no prompt), and each prompt as its own text, then choose
+the prompts' pairs.
+
+Responses are embedded on their own, never with their prompt (REAL). The prompt texts (a chat prompt: its
+turns as one text, ``app/prompts/text.py``) are embedded in the same batches, for the cross-prompt prompt
+index (near-duplicate prompts); they play no part in choosing pairs. Vectors are keyed by (model,
+sha256(text)), so a prompt whose text equals a response's (or another prompt's) shares its vector.
+"""
 
 from __future__ import annotations
 
@@ -15,24 +22,38 @@ from app.embeddings.codec import to_bytes
 from app.embeddings.embedder import get_embedder
 from app.neighbors.service import schedule_builds
 from app.projects.models import Project
-from app.prompts.models import Prompt, PromptStatus, Response
+from app.prompts.models import Prompt, Response
+from app.prompts.text import prompt_text, prompt_text_sha256
 from app.selection.service import build_pairs
 
 log = logging.getLogger(__name__)
 
 
 def _missing_texts(session: Session, prompt_ids: list[uuid.UUID]) -> dict[str, dict[str, str]]:
-    """model → {text_sha256: text} for pending prompts' responses that have no vector yet."""
+    """model → {text_sha256: text} for these prompts' responses and prompt texts that have no vector yet.
+
+    Whatever the prompts' status: a paired prompt whose texts lack a vector is one whose project changed
+    its model after the prompt was handed out (``embed_texts``); its pairs stay, but its texts get vectors
+    under the new model for the neighbour indexes.
+    """
     rows = session.execute(
         select(Project.embedding_model, Response.text_sha256, Response.text)
         .join(Prompt, Prompt.id == Response.prompt_id)
         .join(Project, Project.id == Prompt.project_id)
-        .where(Prompt.id.in_(prompt_ids), Prompt.status == PromptStatus.PENDING)
+        .where(Prompt.id.in_(prompt_ids))
     ).all()
     by_model: dict[str, dict[str, str]] = defaultdict(dict)
     for model, sha, text in rows:
         if text.strip():
             by_model[model][sha] = text
+    for model, prompt, stored_sha in session.execute(
+        select(Project.embedding_model, Prompt.prompt, Prompt.text_sha256)
+        .join(Project, Project.id == Prompt.project_id)
+        .where(Prompt.id.in_(prompt_ids))
+    ):
+        text = prompt_text(prompt)
+        if text.strip():
+            by_model[model].setdefault(stored_sha or prompt_text_sha256(prompt), text)
     for model, texts in list(by_model.items()):
         for sha in repository.existing_hashes(session, model, texts):
             del texts[sha]
@@ -40,8 +61,28 @@ def _missing_texts(session: Session, prompt_ids: list[uuid.UUID]) -> dict[str, d
 
 
 def embed_prompts(prompt_ids: list[str]) -> None:
-    """Embed the responses of these prompts that lack a vector, then build their pairs. Idempotent."""
+    """Embed these prompts' responses and prompt texts that lack a vector, then build the pending ones'
+    pairs. Idempotent."""
     ids = [uuid.UUID(str(p)) for p in prompt_ids]
+    _store_missing_vectors(ids)
+    with get_database().session() as session:
+        build_pairs(session, ids)
+        # New vectors change the project's neighbours; the build task debounces (app/neighbors/service.py).
+        schedule_builds(session, ids)
+
+
+def embed_texts(prompt_ids: list[str]) -> None:
+    """Embed these prompts' responses and prompt texts that lack a vector, choosing no pairs. Idempotent.
+
+    For prompts that keep their pairs when their project changes its model (app/selection/reembed.py).
+    """
+    ids = [uuid.UUID(str(p)) for p in prompt_ids]
+    _store_missing_vectors(ids)
+    with get_database().session() as session:
+        schedule_builds(session, ids)
+
+
+def _store_missing_vectors(ids: list[uuid.UUID]) -> None:
     db = get_database()
     with db.session() as session:
         missing = _missing_texts(session, ids)
@@ -66,7 +107,3 @@ def embed_prompts(prompt_ids: list[str]) -> None:
             with db.session() as session:
                 repository.insert_ignoring_duplicates(session, rows)
             log.info("embeddings.stored", extra={"model": model_name, "count": len(rows)})
-    with db.session() as session:
-        build_pairs(session, ids)
-        # New vectors change the project's neighbours; the build task debounces (app/neighbors/service.py).
-        schedule_builds(session, ids)

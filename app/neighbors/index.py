@@ -3,7 +3,8 @@
 Labels are positions in the manifest's ordered ``text_hashes``: one label per distinct text, so responses
 sharing a text share a label (the service maps labels back to responses).
 
-Files, per project and model, under ``{index_dir}/{project_id}/{model-slug}/``:
+Files, per project and model, under ``{index_dir}/{project_id}/{model-slug}/`` for response texts and
+``{index_dir}/{project_id}/{model-slug}/prompts/`` for prompt texts (two independent version series):
 
 - ``v{N}.npy`` (exact: the L2-normalised float32 matrix) or ``v{N}.bin`` (hnswlib's own format);
 - ``v{N}.dups.npy``: near-duplicate label pairs found at build time (see ``near_duplicate_pairs``);
@@ -50,6 +51,13 @@ _MANIFEST = re.compile(r"^v(\d+)\.json$")
 class IndexKind(StrEnum):
     EXACT = "exact"
     HNSW = "hnsw"
+
+
+class TextKind(StrEnum):
+    """Which texts an index holds: a project has one index of response texts and one of prompt texts."""
+
+    RESPONSES = "responses"
+    PROMPTS = "prompts"
 
 
 def normalise(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -161,9 +169,12 @@ def model_slug(model: str) -> str:
     return f"{readable}-{hashlib.sha256(model.encode('utf-8')).hexdigest()[:8]}"
 
 
-def index_folder(root: Path, project_id: uuid.UUID | str, model: str) -> Path:
-    """Where one project's index versions for one model live."""
-    return Path(root) / str(project_id) / model_slug(model)
+def index_folder(
+    root: Path, project_id: uuid.UUID | str, model: str, kind: TextKind = TextKind.RESPONSES
+) -> Path:
+    """Where one project's index versions for one model and kind of text live (prompts: a subfolder)."""
+    folder = Path(root) / str(project_id) / model_slug(model)
+    return folder / "prompts" if kind is TextKind.PROMPTS else folder
 
 
 def hashes_digest(text_hashes: list[str]) -> str:

@@ -1,18 +1,20 @@
-"""Queries for neighbour indexes: a project's embedded texts, their vectors, responses by text."""
+"""Queries for neighbour indexes: a project's embedded texts, their vectors, responses and prompts by text."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from app.embeddings.codec import from_bytes
 from app.embeddings.models import Embedding
+from app.neighbors.index import TextKind
 from app.projects.models import Project
 from app.prompts.models import Prompt, PromptStatus, Response
 
@@ -31,37 +33,32 @@ class ResponseRow:
     text_sha256: str
 
 
-def embedded_hashes(session: Session, project: Project) -> list[str]:
-    """Distinct text hashes of the project's responses that have a vector for its model, sorted."""
-    return list(
-        session.scalars(
-            select(Response.text_sha256)
+def _embedded_texts(project: Project, kind: TextKind) -> Select[Any]:
+    """The distinct text hashes of one kind in the project that have a vector for its model."""
+    if kind is TextKind.PROMPTS:
+        column = Prompt.text_sha256
+        query = select(column).where(Prompt.project_id == project.id, column.is_not(None))
+    else:
+        column = Response.text_sha256
+        query = (
+            select(column)
             .join(Prompt, Prompt.id == Response.prompt_id)
-            .join(
-                Embedding,
-                (Embedding.text_sha256 == Response.text_sha256)
-                & (Embedding.model == project.embedding_model),
-            )
             .where(Prompt.project_id == project.id)
-            .distinct()
-            .order_by(Response.text_sha256)
         )
-    )
+    return query.join(
+        Embedding, (Embedding.text_sha256 == column) & (Embedding.model == project.embedding_model)
+    ).distinct()
 
 
-def count_embedded_texts(session: Session, project: Project) -> int:
-    """How many distinct texts of the project have a vector for its model."""
-    inner = (
-        select(Response.text_sha256)
-        .join(Prompt, Prompt.id == Response.prompt_id)
-        .join(
-            Embedding,
-            (Embedding.text_sha256 == Response.text_sha256) & (Embedding.model == project.embedding_model),
-        )
-        .where(Prompt.project_id == project.id)
-        .distinct()
-        .subquery()
-    )
+def embedded_hashes(session: Session, project: Project, kind: TextKind = TextKind.RESPONSES) -> list[str]:
+    """Distinct text hashes of the project's responses (or prompts) with a vector for its model, sorted."""
+    query = _embedded_texts(project, kind)
+    return [sha for sha in session.scalars(query.order_by(query.selected_columns[0])) if sha is not None]
+
+
+def count_embedded_texts(session: Session, project: Project, kind: TextKind = TextKind.RESPONSES) -> int:
+    """How many distinct response (or prompt) texts of the project have a vector for its model."""
+    inner = _embedded_texts(project, kind).subquery()
     return int(session.scalar(select(func.count()).select_from(inner)) or 0)
 
 
@@ -147,6 +144,43 @@ def responses_per_text(session: Session, project_id: uuid.UUID) -> dict[str, int
             .group_by(Response.text_sha256)
         )
     }
+
+
+@dataclass(frozen=True)
+class PromptRef:
+    """A prompt as a near-duplicate group lists it."""
+
+    prompt_id: uuid.UUID
+    external_id: str
+
+
+def prompts_per_text(session: Session, project_id: uuid.UUID) -> dict[str, int]:
+    """How many of the project's prompts carry each prompt-text hash."""
+    return {
+        sha: int(count)
+        for sha, count in session.execute(
+            select(Prompt.text_sha256, func.count())
+            .where(Prompt.project_id == project_id, Prompt.text_sha256.is_not(None))
+            .group_by(Prompt.text_sha256)
+        )
+    }
+
+
+def prompts_with_texts(
+    session: Session, project_id: uuid.UUID, hashes: Iterable[str]
+) -> dict[str, list[PromptRef]]:
+    """The project's prompts by prompt-text hash, each list in external-id order."""
+    wanted = list(dict.fromkeys(hashes))
+    out: dict[str, list[PromptRef]] = {}
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        for prompt_id, external_id, sha in session.execute(
+            select(Prompt.id, Prompt.external_id, Prompt.text_sha256)
+            .where(Prompt.project_id == project_id, Prompt.text_sha256.in_(chunk))
+            .order_by(Prompt.external_id)
+        ):
+            out.setdefault(sha, []).append(PromptRef(prompt_id, external_id))
+    return out
 
 
 def projects_of_prompts(session: Session, prompt_ids: list[uuid.UUID]) -> list[uuid.UUID]:

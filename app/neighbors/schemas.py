@@ -20,7 +20,7 @@ class IndexInfo(BaseModel):
     source: IndexSource
     version: int | None = Field(description="The file version; null when ranked on the fly.")
     kind: IndexKind
-    indexed_texts: int = Field(description="Distinct response texts in the index.")
+    indexed_texts: int = Field(description="Distinct texts (response or prompt texts) in the index.")
     created_at: datetime | None
 
 
@@ -44,9 +44,22 @@ class NeighborsRead(BaseModel):
     neighbors: list[NeighborResponse] = Field(description="The k most similar other texts' responses.")
 
 
+class PromptRef(BaseModel):
+    prompt_id: uuid.UUID
+    external_id: str
+
+
+class PromptGroup(BaseModel):
+    size: int = Field(description="Prompts in the group (only the first 10 by external id are listed).")
+    min_similarity: float = Field(
+        description="The lowest cosine similarity among the links that join the group (1.0: identical texts)."
+    )
+    prompts: list[PromptRef]
+
+
 class NeighborStats(BaseModel):
     index: IndexInfo
-    embedded_texts: int = Field(description="Distinct texts of the project with a vector now.")
+    embedded_texts: int = Field(description="Distinct response texts of the project with a vector now.")
     threshold: float = Field(
         description="Cosine similarity at or above which two texts count as near-duplicates: the project's "
         "near_duplicate_threshold (0.98 when null), but at least 0.9 when read from an index file."
@@ -58,3 +71,20 @@ class NeighborStats(BaseModel):
     responses_with_near_duplicates: int
     exact_duplicate_response_pairs: int
     responses_with_exact_duplicates: int
+    prompt_index: IndexInfo = Field(
+        description="The index of prompt texts (a chat prompt: its turns as one text)."
+    )
+    embedded_prompt_texts: int = Field(description="Distinct prompt texts of the project with a vector now.")
+    prompts_with_near_duplicates: int = Field(
+        description="Prompts with another prompt of the project at or above the threshold (identical "
+        "texts included)."
+    )
+    near_duplicate_prompt_pairs: int = Field(
+        description="Pairs of prompts at or above the threshold (each text's 10 nearest considered; "
+        "identical texts included)."
+    )
+    exact_duplicate_prompt_pairs: int = Field(description="Pairs of prompts with the identical text.")
+    prompt_group_count: int = Field(description="Groups of prompts joined by near-duplicate links.")
+    prompt_groups: list[PromptGroup] = Field(
+        description="The 20 largest groups (ties: by first text hash), each with up to 10 prompts."
+    )

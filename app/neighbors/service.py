@@ -12,6 +12,11 @@ build after every chunk it pairs (``schedule_builds``), and the task decides, so
 - the newest index already holds exactly the project's embedded texts (same digest) → skip (redelivery, or
   two workers finishing the last chunks together).
 
+Each build covers two indexes (``TextKind``): the project's response texts and its prompt texts (a chat
+prompt's turns as one text, ``app/prompts/text.py``), each with its own digest, so only the one whose texts
+changed gets a new version. After a build (or a skip), a project with ``skip_redundant_pairs`` asks for
+``neighbors.mark_redundant`` (``app/neighbors/redundancy.py``).
+
 API processes and workers only read index files (``index.load_newest``); nothing but this task writes them.
 """
 
@@ -36,7 +41,9 @@ from app.db.session import get_database
 from app.errors import IndexNotReady, NotFound
 from app.neighbors import repository
 from app.neighbors.index import (
+    DUPS_DTYPE,
     IndexKind,
+    TextKind,
     VectorIndex,
     build_in_progress,
     building,
@@ -47,7 +54,15 @@ from app.neighbors.index import (
     newest_manifest,
     write_version,
 )
-from app.neighbors.schemas import IndexInfo, IndexSource, NeighborResponse, NeighborsRead, NeighborStats
+from app.neighbors.schemas import (
+    IndexInfo,
+    IndexSource,
+    NeighborResponse,
+    NeighborsRead,
+    NeighborStats,
+    PromptGroup,
+    PromptRef,
+)
 from app.projects.models import Project
 
 log = logging.getLogger(__name__)
@@ -60,6 +75,9 @@ NEAR_DUPLICATES_PER_TEXT = 10
 TEXT_PREVIEW_CHARS = 500
 # A build marker older than this is a crashed build, not one in progress.
 BUILD_MARK_MAX_AGE_SECONDS = 900.0
+# Near-duplicate prompt groups listed in stats, and prompts listed per group.
+MAX_PROMPT_GROUPS = 20
+MAX_PROMPTS_PER_GROUP = 10
 
 
 def near_duplicate_threshold(project: Project) -> float:
@@ -69,9 +87,9 @@ def near_duplicate_threshold(project: Project) -> float:
     return DEFAULT_NEAR_DUPLICATE_THRESHOLD if value is None else float(value)
 
 
-def folder_for(project: Project) -> Path:
-    """The folder of this project's index versions for its current embedding model."""
-    return index_folder(get_settings().index_dir, project.id, project.embedding_model)
+def folder_for(project: Project, kind: TextKind = TextKind.RESPONSES) -> Path:
+    """The folder of this project's index versions (of response or prompt texts) for its current model."""
+    return index_folder(get_settings().index_dir, project.id, project.embedding_model, kind)
 
 
 def schedule_builds(session: Session, prompt_ids: Sequence[uuid.UUID]) -> None:
@@ -80,45 +98,71 @@ def schedule_builds(session: Session, prompt_ids: Sequence[uuid.UUID]) -> None:
         send_after_commit(session, "neighbors.build_index", project_id=str(project_id))
 
 
+@dataclass
+class _BuildPlan:
+    kind: TextKind
+    folder: Path
+    hashes: list[str]
+    vectors: npt.NDArray[np.float32]
+
+
 def build_index(project_id: str, force: bool = False) -> None:
-    """Build and publish a new index version for a project, unless the module's debounce rule says skip."""
+    """Build and publish new index versions for a project, unless the module's debounce rule says skip."""
     settings = get_settings()
     pid = uuid.UUID(str(project_id))
     with get_database().session() as session:
         project = session.get(Project, pid)
         if project is None:
             return
-        model, threshold, folder = (
+        model, threshold, mark = (
             project.embedding_model,
             near_duplicate_threshold(project),
-            folder_for(project),
+            project.skip_redundant_pairs,
         )
-        newest = newest_manifest(folder)
+        # The response index's age decides the debounce for both kinds (they are built together).
+        newest = newest_manifest(folder_for(project))
         if not force and newest is not None and repository.has_pending_prompts(session, pid):
             age = (datetime.now(UTC) - newest.created_at).total_seconds()
             if age < settings.neighbors_rebuild_interval_seconds:
                 log.info("neighbors.build_deferred", extra={"project_id": str(pid), "age_s": round(age, 1)})
                 return
-        hashes = repository.embedded_hashes(session, project)
-        if not hashes:
-            return
-        if not force and newest is not None and newest.digest == hashes_digest(hashes):
-            log.info("neighbors.build_skipped", extra={"project_id": str(pid), "version": newest.version})
-            return
-        vectors = repository.vector_matrix(session, model, hashes)
-    # The build runs outside any transaction: no connection is held for seconds of compute.
+        plans: list[_BuildPlan] = []
+        for kind in TextKind:
+            folder = folder_for(project, kind)
+            hashes = repository.embedded_hashes(session, project, kind)
+            current = newest_manifest(folder)
+            if not hashes:
+                continue
+            if not force and current is not None and current.digest == hashes_digest(hashes):
+                log.info(
+                    "neighbors.build_skipped",
+                    extra={"project_id": str(pid), "texts": kind.value, "version": current.version},
+                )
+                continue
+            plans.append(_BuildPlan(kind, folder, hashes, repository.vector_matrix(session, model, hashes)))
+    # The builds run outside any transaction: no connection is held for seconds of compute.
+    for plan in plans:
+        _build_one(plan, project_id=pid, model=model, threshold=threshold)
+    if mark:
+        background.dispatch("neighbors.mark_redundant", {"project_id": str(pid)})
+
+
+def _build_one(plan: _BuildPlan, *, project_id: uuid.UUID, model: str, threshold: float) -> None:
+    settings = get_settings()
     started = datetime.now(UTC)
-    with building(folder):
+    with building(plan.folder):
         index = VectorIndex.build(
-            vectors, hnsw_threshold=settings.neighbors_hnsw_threshold, ef_search=settings.neighbors_ef_search
+            plan.vectors,
+            hnsw_threshold=settings.neighbors_hnsw_threshold,
+            ef_search=settings.neighbors_ef_search,
         )
         floor = min(NEAR_DUPLICATE_FLOOR, threshold)
         dups = near_duplicate_pairs(index, floor=floor, per_text=NEAR_DUPLICATES_PER_TEXT)
         manifest = write_version(
-            folder,
+            plan.folder,
             index,
             model=model,
-            text_hashes=hashes,
+            text_hashes=plan.hashes,
             dups=dups,
             dups_floor=floor,
             ef_search=settings.neighbors_ef_search,
@@ -127,7 +171,8 @@ def build_index(project_id: str, force: bool = False) -> None:
     log.info(
         "neighbors.index_built",
         extra={
-            "project_id": str(pid),
+            "project_id": str(project_id),
+            "texts": plan.kind.value,
             "version": manifest.version,
             "kind": manifest.kind.value,
             "count": manifest.count,
@@ -145,10 +190,11 @@ class _Searchable:
     dups_floor: float
 
 
-def _searchable(session: Session, project: Project) -> _Searchable:
+def _searchable(session: Session, project: Project, kind: TextKind = TextKind.RESPONSES) -> _Searchable:
     """The newest index file, else an exact index built in memory for a small project, else 409."""
     settings = get_settings()
-    stored = load_newest(folder_for(project))
+    folder = folder_for(project, kind)
+    stored = load_newest(folder)
     if stored is not None:
         manifest = stored.manifest
         info = IndexInfo(
@@ -159,17 +205,18 @@ def _searchable(session: Session, project: Project) -> _Searchable:
             created_at=manifest.created_at,
         )
         return _Searchable(stored.index, manifest.text_hashes, info, stored.dups, manifest.dups_floor)
-    count = repository.count_embedded_texts(session, project)
+    count = repository.count_embedded_texts(session, project, kind)
     if count > settings.neighbors_on_the_fly_max_vectors:
         # Projects ingested before indexes existed, or a lost task: ask for a build and let the client retry
         # (once: a client polling during a long build must not queue a build per poll).
-        if not build_in_progress(folder_for(project), BUILD_MARK_MAX_AGE_SECONDS):
+        if not build_in_progress(folder, BUILD_MARK_MAX_AGE_SECONDS):
             background.dispatch("neighbors.build_index", {"project_id": str(project.id)})
         raise IndexNotReady(
-            f"no neighbour index yet for this project's {count} vectors; a build was requested, retry later",
+            f"no neighbour index of {kind.value} yet for this project's {count} vectors; a build was "
+            "requested, retry later",
             headers={"Retry-After": "60"},
         )
-    hashes = repository.embedded_hashes(session, project)
+    hashes = repository.embedded_hashes(session, project, kind)
     vectors = repository.vector_matrix(session, project.embedding_model, hashes)
     index = (
         VectorIndex(IndexKind.EXACT, 0, 0, matrix=np.empty((0, 0), np.float32))
@@ -242,20 +289,46 @@ def neighbors(session: Session, project: Project, response_id: uuid.UUID, k: int
     )
 
 
-def stats(session: Session, project: Project) -> NeighborStats:
-    """Near-duplicate and exact-duplicate counts across the project, from the newest index."""
-    searchable = _searchable(session, project)
-    threshold = max(near_duplicate_threshold(project), searchable.dups_floor)
+@dataclass
+class NearDuplicates:
+    """Near-duplicate links between the indexed texts of one kind, at or above a threshold."""
+
+    info: IndexInfo
+    text_hashes: list[str]
+    threshold: float
+    links: npt.NDArray[np.void]  # DUPS_DTYPE rows (i, j, similarity), labels into text_hashes, i < j
+
+
+def _links(searchable: _Searchable, threshold: float) -> NearDuplicates:
     dups = searchable.dups
     if dups is None:
         dups = near_duplicate_pairs(searchable.index, floor=threshold, per_text=NEAR_DUPLICATES_PER_TEXT)
-    dups = dups[dups["similarity"] >= threshold]
+    dups = np.asarray(dups, DUPS_DTYPE)
+    return NearDuplicates(
+        searchable.info, searchable.text_hashes, threshold, dups[dups["similarity"] >= threshold]
+    )
+
+
+def near_duplicates(session: Session, project: Project, kind: TextKind) -> NearDuplicates:
+    """The newest index's near-duplicate links at the project's threshold (at least the file's floor)."""
+    searchable = _searchable(session, project, kind)
+    return _links(searchable, max(near_duplicate_threshold(project), searchable.dups_floor))
+
+
+def stats(session: Session, project: Project) -> NeighborStats:
+    """Near-duplicate and exact-duplicate counts across the project's responses and prompts."""
+    responses = _searchable(session, project, TextKind.RESPONSES)
+    prompts = _searchable(session, project, TextKind.PROMPTS)
+    threshold = max(near_duplicate_threshold(project), responses.dups_floor, prompts.dups_floor)
+    response_links = _links(responses, threshold)
     per_text = repository.responses_per_text(session, project.id)
-    counts = [per_text.get(sha, 0) for sha in searchable.text_hashes]
-    text_pairs = [(int(i), int(j)) for i, j in zip(dups["i"].tolist(), dups["j"].tolist(), strict=True)]
+    counts = [per_text.get(sha, 0) for sha in response_links.text_hashes]
+    text_pairs = _label_pairs(response_links)
     involved = {label for pair in text_pairs for label in pair}
+    prompt_links = _links(prompts, threshold)
+    prompt_figures = _prompt_figures(session, project, prompt_links)
     return NeighborStats(
-        index=searchable.info,
+        index=responses.info,
         embedded_texts=repository.count_embedded_texts(session, project),
         threshold=threshold,
         near_duplicate_text_pairs=len(text_pairs),
@@ -263,4 +336,76 @@ def stats(session: Session, project: Project) -> NeighborStats:
         responses_with_near_duplicates=sum(counts[label] for label in involved),
         exact_duplicate_response_pairs=sum(comb(n, 2) for n in per_text.values()),
         responses_with_exact_duplicates=sum(n for n in per_text.values() if n > 1),
+        prompt_index=prompts.info,
+        embedded_prompt_texts=repository.count_embedded_texts(session, project, TextKind.PROMPTS),
+        **prompt_figures,
     )
+
+
+def _label_pairs(links: NearDuplicates) -> list[tuple[int, int]]:
+    return [
+        (int(i), int(j)) for i, j in zip(links.links["i"].tolist(), links.links["j"].tolist(), strict=True)
+    ]
+
+
+def _prompt_figures(session: Session, project: Project, links: NearDuplicates) -> dict[str, object]:
+    """Prompts with near-duplicates, prompt pairs, and the largest groups joined by near-duplicate links.
+
+    Identical prompt texts share one indexed text, so they are near-duplicates of each other (cosine 1).
+    """
+    per_text = repository.prompts_per_text(session, project.id)
+    counts = [per_text.get(sha, 0) for sha in links.text_hashes]
+    text_pairs = _label_pairs(links)
+    # Groups: connected components over the links, among texts that stand for at least one prompt.
+    parent = list(range(len(counts)))
+
+    def find(label: int) -> int:
+        while parent[label] != label:
+            parent[label] = parent[parent[label]]
+            label = parent[label]
+        return label
+
+    weakest: dict[int, float] = {}
+    for (i, j), similarity in zip(text_pairs, links.links["similarity"].tolist(), strict=True):
+        if counts[i] and counts[j]:
+            ri, rj = find(i), find(j)
+            low = min(weakest.get(ri, 1.0), weakest.get(rj, 1.0), float(similarity))
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+            weakest[min(ri, rj)] = low
+    members: dict[int, list[int]] = {}
+    for label, count in enumerate(counts):
+        if count:
+            members.setdefault(find(label), []).append(label)
+    groups = [
+        (root, labels) for root, labels in members.items() if sum(counts[label] for label in labels) > 1
+    ]
+    groups.sort(key=lambda g: (-sum(counts[label] for label in g[1]), g[0]))
+    shown = groups[:MAX_PROMPT_GROUPS]
+    refs = repository.prompts_with_texts(
+        session, project.id, [links.text_hashes[label] for _, labels in shown for label in labels]
+    )
+    listed: list[PromptGroup] = []
+    for root, labels in shown:
+        group = sorted(
+            (ref for label in labels for ref in refs.get(links.text_hashes[label], [])),
+            key=lambda ref: (ref.external_id, ref.prompt_id),
+        )
+        listed.append(
+            PromptGroup(
+                size=sum(counts[label] for label in labels),
+                min_similarity=round(weakest.get(root, 1.0), 6),
+                prompts=[
+                    PromptRef(prompt_id=ref.prompt_id, external_id=ref.external_id)
+                    for ref in group[:MAX_PROMPTS_PER_GROUP]
+                ],
+            )
+        )
+    return {
+        "prompts_with_near_duplicates": sum(sum(counts[label] for label in labels) for _, labels in groups),
+        "near_duplicate_prompt_pairs": sum(comb(n, 2) for n in counts)
+        + sum(counts[i] * counts[j] for i, j in text_pairs),
+        "exact_duplicate_prompt_pairs": sum(comb(n, 2) for n in counts),
+        "prompt_group_count": len(groups),
+        "prompt_groups": listed,
+    }

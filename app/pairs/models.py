@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -29,6 +31,9 @@ class PairStatus(StrEnum):
     QUEUED = "queued"  # chosen, not yet handed out (not counted against the budget)
     RELEASED = "released"  # handed out at least once; counted against the budget
     DONE = "done"  # has annotations_per_pair labels
+    # Never handed out, and both responses have near-duplicates among labelled pairs' responses (only with
+    # project.skip_redundant_pairs; app/neighbors/redundancy.py): its slots are done, so no claim sees it.
+    REDUNDANT = "redundant"
 
 
 class Pair(TimestampMixin, Base):
@@ -37,6 +42,13 @@ class Pair(TimestampMixin, Base):
         UniqueConstraint("prompt_id", "response_a_id", "response_b_id"),
         CheckConstraint("response_a_id < response_b_id", name="ordered_responses"),
         Index("ix_pair_project_status", "project_id", "status"),
+        Index(
+            "ix_pair_project_gold",
+            "project_id",
+            "id",
+            postgresql_where=text("gold_answer IS NOT NULL"),
+            sqlite_where=text("gold_answer IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7)
@@ -67,6 +79,8 @@ class Pair(TimestampMixin, Base):
     ds_posterior: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
     # A reviewer's verdict overrides the aggregates (history in pair_review).
     review_verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Why the pair is redundant (status redundant): the labelled pairs' responses that made it so.
+    redundant_with: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class PairSlot(Base):
@@ -75,7 +89,17 @@ class PairSlot(Base):
     __tablename__ = "pair_slot"
     __table_args__ = (
         UniqueConstraint("pair_id", "slot"),
-        Index("ix_pair_slot_claim", "project_id", "done", "priority"),
+        # The claim walks this index in its ORDER BY and stops at the first free slot (no sort).
+        Index(
+            "ix_pair_slot_claimable",
+            "project_id",
+            text("released DESC"),
+            text("priority DESC"),
+            "id",
+            postgresql_where=text("NOT done"),
+            sqlite_where=text("NOT done"),
+        ),
+        Index("ix_pair_slot_pair", "pair_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7)
@@ -87,6 +111,9 @@ class PairSlot(Base):
     # Copied from the pair so the claim query orders one table.
     priority: Mapped[float] = mapped_column(Float, nullable=False)
     done: Mapped[bool] = mapped_column(nullable=False, default=False)
+    # Copied from the pair (released_at IS NOT NULL) so the claim orders one table and one index: slots of
+    # released pairs first. Set on every lease; siblings are set when their pair is first released.
+    released: Mapped[bool] = mapped_column(nullable=False, default=False)
     lease_assignment_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -60,6 +60,7 @@ def list_pairs(
             status=PairStatus(pair.status),
             labels=pair.labels_count,
             created_at=pair.created_at,
+            redundant_with=pair.redundant_with,
         )
         for pair, external_id, a, b in rows[:limit]
     ]

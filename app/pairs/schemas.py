@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.pairs.models import PairStatus
 
@@ -15,6 +15,21 @@ class PairResponse(BaseModel):
     external_id: str | None
     model: str | None
     text: str
+
+
+class RedundancyEvidence(BaseModel):
+    similar_response_id: uuid.UUID = Field(description="A response of an already labelled pair.")
+    labelled_pair_id: uuid.UUID
+    similarity: float = Field(description="Cosine similarity to this response (1.0: the identical text).")
+
+
+class RedundantWith(BaseModel):
+    """Why a pair is held back as redundant: each response's near-duplicate among labelled pairs."""
+
+    threshold: float
+    index_version: int | None = Field(description="The response index version used; null: ranked on the fly.")
+    response_a: RedundancyEvidence
+    response_b: RedundancyEvidence
 
 
 class PairRead(BaseModel):
@@ -30,3 +45,6 @@ class PairRead(BaseModel):
     status: PairStatus
     labels: int
     created_at: datetime
+    redundant_with: RedundantWith | None = Field(
+        default=None, description="Status redundant: the labelled pairs that made it so (else null)."
+    )

@@ -48,6 +48,10 @@ class Project(TimestampMixin, Base):
     # Responses at least this cosine-similar to an earlier one in the same prompt are collapsed before
     # pairing (null: only exact duplicates are).
     near_duplicate_threshold: Mapped[float | None] = mapped_column(Float, nullable=True, default=0.98)
+    # Hold back a never-handed-out pair whose two responses both have near-duplicates (cosine at or above
+    # the threshold above, 0.98 when null) among the responses of already labelled pairs
+    # (app/neighbors/redundancy.py).
+    skip_redundant_pairs: Mapped[bool] = mapped_column(nullable=False, default=False)
     # Share of claims that hand out a gold pair (when the annotator has one left to do).
     gold_rate: Mapped[float] = mapped_column(Float, nullable=False, default=0.1)
     # Annotators below this gold accuracy (with at least 3 gold answers) are flagged.

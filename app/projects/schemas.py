@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from app.embeddings.embedder import check_model_name
 from app.projects.models import ProjectStatus, Strategy
@@ -18,6 +18,12 @@ EMBEDDING_MODEL_HELP = (
     "The packaged all-MiniLM-L6-v2, or the absolute path of a local sentence-transformers model or Hugging "
     "Face causal LM folder; recorded with every vector. Changing it re-embeds and re-pairs the prompts "
     "none of whose pairs was handed out yet."
+)
+
+SKIP_REDUNDANT_HELP = (
+    "Hold back a pair not yet handed out whose two responses both have a near-duplicate (cosine at or above "
+    "near_duplicate_threshold, 0.98 when null, by the neighbour index) among the responses of pairs that "
+    "already have a label: it becomes `redundant` and is never claimed. Turning it off queues them again."
 )
 
 
@@ -49,6 +55,7 @@ class ProjectCreate(Input):
     )
     gold_min_accuracy: float = Field(default=0.7, ge=0, le=1)
     review_agreement_threshold: float = Field(default=0.6, ge=0, le=1)
+    skip_redundant_pairs: StrictBool = Field(default=False, description=SKIP_REDUNDANT_HELP)
 
 
 class ProjectUpdate(Input):
@@ -68,6 +75,7 @@ class ProjectUpdate(Input):
     gold_rate: float | None = Field(default=None, ge=0, le=1)
     gold_min_accuracy: float | None = Field(default=None, ge=0, le=1)
     review_agreement_threshold: float | None = Field(default=None, ge=0, le=1)
+    skip_redundant_pairs: StrictBool | None = Field(default=None, description=SKIP_REDUNDANT_HELP)
 
 
 class ProjectRead(BaseModel):
@@ -85,6 +93,7 @@ class ProjectRead(BaseModel):
     gold_rate: float
     gold_min_accuracy: float
     review_agreement_threshold: float
+    skip_redundant_pairs: bool
     embedding_model: str
     status: ProjectStatus
     created_at: datetime
@@ -102,3 +111,6 @@ class ProjectStats(BaseModel):
     budget: int | None
     budget_remaining: int | None
     pairs_released: int
+    redundant_pairs: int = Field(
+        description="Pairs held back as redundant (skip_redundant_pairs): never handed out, not budgeted."
+    )

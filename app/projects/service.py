@@ -11,8 +11,11 @@ from app.audit import service as audit
 from app.auth.context import Caller
 from app.auth.models import Role
 from app.config import get_settings
+from app.db.after_commit import send_after_commit
 from app.embeddings.models import Embedding
 from app.errors import Conflict, InvalidInput, NotFound
+from app.neighbors import redundancy
+from app.pairs import repository as pairs_repository
 from app.pairs.models import Pair
 from app.projects.models import Project, ProjectStatus
 from app.projects.schemas import ProjectCreate, ProjectStats, ProjectUpdate
@@ -91,6 +94,7 @@ def update(session: Session, caller: Caller, project: Project, body: ProjectUpda
         "gold_rate",
         "gold_min_accuracy",
         "review_agreement_threshold",
+        "skip_redundant_pairs",
     ):
         if field in changes and changes[field] is None:
             raise InvalidInput(f"{field} cannot be null", field=field)
@@ -102,6 +106,16 @@ def update(session: Session, caller: Caller, project: Project, body: ProjectUpda
             field=frozen[0],
         )
     previous_model = project.embedding_model
+    skipping = changes.get("skip_redundant_pairs", project.skip_redundant_pairs)
+    if project.skip_redundant_pairs and not skipping:
+        # Before the project row is written, as re-embedding does (lock order: slot, pair, then project).
+        redundancy.restore_all(session, project)
+    elif skipping and any(
+        field in changes and changes[field] != getattr(project, field)
+        for field in ("skip_redundant_pairs", "near_duplicate_threshold", "embedding_model")
+    ):
+        # The task reads the project after commit, so it applies the new setting, threshold or model.
+        send_after_commit(session, "neighbors.mark_redundant", project_id=str(project.id))
     # Before the project row is written: re-embedding locks prompts and slots first (a claim's lock order).
     reembedded = (
         reembed_project(session, project)
@@ -196,4 +210,5 @@ def stats(session: Session, project: Project) -> ProjectStats:
         budget=project.budget,
         budget_remaining=remaining,
         pairs_released=project.pairs_released,
+        redundant_pairs=pairs_repository.count_redundant(session, pid),
     )

@@ -6,11 +6,12 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base, TimestampMixin
 from app.db.ids import uuid7
+from app.prompts.text import prompt_text_sha256
 
 
 class PromptStatus(StrEnum):
@@ -37,11 +38,20 @@ class Prompt(TimestampMixin, Base):
     prompt: Mapped[Any] = mapped_column(JSON, nullable=False)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
     content_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    # sha256 of the prompt as one text (app/prompts/text.py): its vector's key, as for responses. Filled on
+    # insert when not given; nullable only for rows written around the ORM.
+    text_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=PromptStatus.PENDING)
 
     responses: Mapped[list[Response]] = relationship(
         back_populates="prompt", order_by="Response.position", cascade="all, delete-orphan"
     )
+
+
+@event.listens_for(Prompt, "before_insert")
+def _fill_text_sha256(_mapper: object, _connection: object, target: Prompt) -> None:
+    if target.text_sha256 is None:
+        target.text_sha256 = prompt_text_sha256(target.prompt)
 
 
 class Response(TimestampMixin, Base):

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from app.config import get_settings
+from app.pairs.schemas import RedundantWith
 from app.prompts.models import PromptStatus
 from app.schemas import Input, NoNulStr
 
@@ -113,6 +114,9 @@ class PromptPair(BaseModel):
     priority: float = Field(description="The strategy's score; the queue hands out the highest first.")
     status: str
     labels: int
+    redundant_with: RedundantWith | None = Field(
+        default=None, description="Status redundant: the labelled pairs that made it so (else null)."
+    )
 
 
 class Collapsed(BaseModel):

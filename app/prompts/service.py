@@ -192,6 +192,7 @@ def read_prompt(session: Session, project: Project, prompt: Prompt) -> PromptRea
                 priority=p.priority,
                 status=p.status,
                 labels=p.labels_count,
+                redundant_with=p.redundant_with,
             )
             for p in pairs
         ],

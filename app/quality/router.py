@@ -9,7 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
-from app.api.deps import DataTeamDep, SessionDep
+from app.api.deps import DataTeamDep, ReviewerDep, SessionDep
 from app.api.responses import problems
 from app.projects import service as projects
 from app.quality import service
@@ -48,8 +48,16 @@ class QualityRead(BaseModel):
     fleiss_kappa: FleissRead
     cohen_kappa: list[CohenRead] = Field(description="Per annotator pair sharing at least two pairs.")
     dawid_skene: DawidSkeneRead | None = Field(description="Null until some pair has two or more labels.")
-    pairs_needing_review: int
-    computed_at: datetime
+    pairs_needing_review: int = Field(description="Pairs in the review queue now.")
+    computed_at: datetime | None = Field(
+        description="When the numbers above were computed (by the quality.aggregate task); null: never."
+    )
+    stale: bool = Field(description="Labels were stored or withdrawn since computed_at.")
+
+
+class RefreshRead(BaseModel):
+    project_id: uuid.UUID
+    computed_at: datetime | None = Field(description="The snapshot that the new aggregation will replace.")
 
 
 class AnnotatorRead(BaseModel):
@@ -106,8 +114,21 @@ class GoldRead(BaseModel):
 
 @router.get("/quality", response_model=QualityRead, responses=problems(404))
 def quality(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Any:
-    """Agreement (Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa); stores fresh aggregates."""
-    return service.aggregate(session, projects.get(session, caller, project_id))
+    """Agreement (Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa) as last aggregated."""
+    return service.read_quality(session, projects.get(session, caller, project_id))
+
+
+@router.post(
+    "/quality/refresh",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RefreshRead,
+    responses=problems(404),
+)
+def refresh_quality(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> RefreshRead:
+    """Recompute the aggregates and agreement now, in the background (safe to repeat)."""
+    project = projects.get(session, caller, project_id)
+    stored = service.request_refresh(session, project)
+    return RefreshRead(project_id=project.id, computed_at=stored.computed_at if stored else None)
 
 
 @router.get("/annotators", response_model=list[AnnotatorRead], responses=problems(404))
@@ -117,7 +138,7 @@ def annotators(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) 
 
 
 @router.get("/review", response_model=list[ReviewItem], responses=problems(404))
-def review_queue(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Any:
+def review_queue(project_id: uuid.UUID, session: SessionDep, caller: ReviewerDep) -> Any:
     """Pairs whose labels disagree (a tied majority or agreement under the threshold), least agreed first."""
     project = projects.get(session, caller, project_id)
     return [
@@ -141,7 +162,7 @@ def review_queue(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep
     responses=problems(404),
 )
 def review(
-    project_id: uuid.UUID, pair_id: uuid.UUID, body: ReviewCreate, session: SessionDep, caller: DataTeamDep
+    project_id: uuid.UUID, pair_id: uuid.UUID, body: ReviewCreate, session: SessionDep, caller: ReviewerDep
 ) -> Any:
     """Record a verdict that overrides the pair's aggregate (kept with its history)."""
     project = projects.get(session, caller, project_id)

@@ -1,7 +1,16 @@
-"""Label quality for a project: aggregates per pair, agreement, annotator reliability, gold, review."""
+"""Label quality for a project: aggregates per pair, agreement, annotator reliability, gold, review.
+
+Aggregates are written only by the ``quality.aggregate`` task (``aggregate_project``), never by a GET.
+Labels and undos ask for it after commit, at most once per project per
+``REAL_QUALITY_AGGREGATE_DEBOUNCE_SECONDS`` (``schedule_aggregate``); the periodic
+``quality.aggregate_stale`` sweep catches the labels that arrived inside a window;
+``POST .../quality/refresh`` asks for one now. ``GET .../quality`` reads the stored snapshot and says
+whether labels changed since (``stale``).
+"""
 
 from __future__ import annotations
 
+import logging
 import statistics
 import uuid
 from collections import defaultdict
@@ -12,12 +21,17 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app import background
 from app.audit import service as audit
 from app.auth.context import Caller
+from app.config import get_settings
+from app.db.after_commit import send_after_commit
 from app.db.base import utcnow
+from app.db.session import get_database
 from app.errors import InvalidInput, NotFound
 from app.pairs.models import AnnotatorQuality, Pair, PairReview
 from app.projects.models import Project
+from app.quality import debounce, repository
 from app.quality.agreement import (
     CATEGORIES,
     agreement_with_majority,
@@ -27,7 +41,11 @@ from app.quality.agreement import (
     pairwise_cohen,
 )
 from app.quality.dawid_skene import dawid_skene
+from app.quality.models import QualitySnapshot
 from app.queue.models import Assignment, AssignmentStatus, Label
+
+log = logging.getLogger(__name__)
+AGGREGATE_TASK = "quality.aggregate"
 
 
 def canonical(choice: str, winner: uuid.UUID | None, response_a_id: uuid.UUID) -> str:
@@ -70,8 +88,10 @@ def load_labels(session: Session, project_id: uuid.UUID) -> ProjectLabels:
     return ProjectLabels(ordinary, gold)
 
 
-def aggregate(session: Session, project: Project) -> dict[str, Any]:
-    """Recompute and store majority and Dawid-Skene per pair and reliability per annotator; agreement."""
+def aggregate(session: Session, project: Project) -> QualitySnapshot:
+    """Recompute and store majority and Dawid-Skene per pair, reliability per annotator, and the snapshot."""
+    # Taken before the labels are read: a label stored after this moment makes the snapshot stale.
+    now = utcnow()
     data = load_labels(session, project.id)
     by_pair: dict[uuid.UUID, list[str]] = defaultdict(list)
     for pair_id, _annotator, value in data.labels:
@@ -94,7 +114,6 @@ def aggregate(session: Session, project: Project) -> dict[str, Any]:
             .execution_options(synchronize_session=False)
         )
     with_majority = agreement_with_majority(data.labels)
-    now = utcnow()
     annotators = sorted({a for _, a, _ in data.labels})
     if annotators:
         insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -120,47 +139,125 @@ def aggregate(session: Session, project: Project) -> dict[str, Any]:
                 },
             )
         )
-    session.flush()
     fleiss = fleiss_kappa(data.labels)
-    return {
-        "labels": len(data.labels),
-        "gold_labels": len(data.gold),
-        "pairs_labelled": len(by_pair),
-        "pairs_with_overlap": sum(1 for v in by_pair.values() if len(v) >= 2),
-        "krippendorff_alpha": krippendorff_alpha_nominal(data.labels),
-        "fleiss_kappa": {
-            "kappa": fleiss.kappa,
-            "raters": fleiss.raters,
-            "items": fleiss.items,
-            "items_left_out": fleiss.items_left_out,
+    repository.save_snapshot(
+        session,
+        {
+            "project_id": project.id,
+            "computed_at": now,
+            "labels_count_at_compute": len(data.labels) + len(data.gold),
+            "labels": len(data.labels),
+            "gold_labels": len(data.gold),
+            "pairs_labelled": len(by_pair),
+            "pairs_with_overlap": sum(1 for v in by_pair.values() if len(v) >= 2),
+            "krippendorff_alpha": krippendorff_alpha_nominal(data.labels),
+            "fleiss": {
+                "kappa": fleiss.kappa,
+                "raters": fleiss.raters,
+                "items": fleiss.items,
+                "items_left_out": fleiss.items_left_out,
+            },
+            "cohen": [
+                {"annotators": list(key), "kappa": result.kappa, "items": result.items}
+                for key, result in pairwise_cohen(data.labels).items()
+            ],
+            "dawid_skene": {"iterations": ds.iterations, "converged": ds.converged, "priors": ds.priors}
+            if ds
+            else None,
         },
-        "cohen_kappa": [
-            {"annotators": list(key), "kappa": result.kappa, "items": result.items}
-            for key, result in pairwise_cohen(data.labels).items()
-        ],
-        "dawid_skene": {"iterations": ds.iterations, "converged": ds.converged, "priors": ds.priors}
-        if ds
-        else None,
-        "pairs_needing_review": len(review_queue(session, project)),
-        "computed_at": now,
+    )
+    session.flush()
+    return session.get_one(QualitySnapshot, project.id, populate_existing=True)
+
+
+def aggregate_project(project_id: str, force: bool = False) -> bool:
+    """The ``quality.aggregate`` task: aggregate one project unless its snapshot is current (or forced)."""
+    pid = uuid.UUID(str(project_id))
+    with get_database().session() as session:
+        project = session.get(Project, pid)
+        if project is None:
+            return False
+        if not force and not repository.label_totals(session, pid).newer_than(
+            repository.snapshot(session, pid)
+        ):
+            return False
+        stored = aggregate(session, project)
+        labels = stored.labels_count_at_compute
+    log.info("quality.aggregated", extra={"project_id": str(pid), "labels": labels})
+    return True
+
+
+def aggregate_stale() -> int:
+    """The periodic ``quality.aggregate_stale`` task: ask for an aggregation of every stale project."""
+    with get_database().session() as session:
+        stale = repository.stale_projects(session)
+    sent = 0
+    for project_id in stale:
+        # The same window as the label-triggered sends: a project aggregating right now is not asked again.
+        if _first_in_window(project_id):
+            background.dispatch(AGGREGATE_TASK, {"project_id": str(project_id)})
+            sent += 1
+    if sent:
+        log.info("quality.stale_scheduled", extra={"projects": sent})
+    return sent
+
+
+def _first_in_window(project_id: uuid.UUID) -> bool:
+    settings = get_settings()
+    return debounce.first_in_window(
+        f"quality:{project_id}", settings.quality_aggregate_debounce_seconds, debounce.redis_url(settings)
+    )
+
+
+def schedule_aggregate(session: Session, project_id: uuid.UUID) -> None:
+    """Aggregate the project after this unit of work commits, at most once per project per window."""
+    if _first_in_window(project_id):
+        send_after_commit(session, AGGREGATE_TASK, project_id=str(project_id))
+
+
+def request_refresh(session: Session, project: Project) -> QualitySnapshot | None:
+    """Aggregate the project now (after commit), whatever the window; returns the snapshot it will replace."""
+    send_after_commit(session, AGGREGATE_TASK, project_id=str(project.id), force=True)
+    return repository.snapshot(session, project.id)
+
+
+def read_quality(session: Session, project: Project) -> dict[str, Any]:
+    """The stored snapshot (no writes), whether labels changed since it, and the review queue's size now."""
+    stored = repository.snapshot(session, project.id)
+    stale = repository.label_totals(session, project.id).newer_than(stored)
+    needing_review = repository.count_needing_review(session, project)
+    if stored is None:
+        return {
+            "labels": 0,
+            "gold_labels": 0,
+            "pairs_labelled": 0,
+            "pairs_with_overlap": 0,
+            "krippendorff_alpha": None,
+            "fleiss_kappa": {"kappa": None, "raters": 0, "items": 0, "items_left_out": 0},
+            "cohen_kappa": [],
+            "dawid_skene": None,
+            "pairs_needing_review": needing_review,
+            "computed_at": None,
+            "stale": stale,
+        }
+    return {
+        "labels": stored.labels,
+        "gold_labels": stored.gold_labels,
+        "pairs_labelled": stored.pairs_labelled,
+        "pairs_with_overlap": stored.pairs_with_overlap,
+        "krippendorff_alpha": stored.krippendorff_alpha,
+        "fleiss_kappa": stored.fleiss,
+        "cohen_kappa": stored.cohen,
+        "dawid_skene": stored.dawid_skene,
+        "pairs_needing_review": needing_review,
+        "computed_at": stored.computed_at,
+        "stale": stale,
     }
 
 
 def review_queue(session: Session, project: Project) -> list[Pair]:
     """Pairs with at least two labels whose agreement is low or whose majority is tied, not yet reviewed."""
-    return list(
-        session.scalars(
-            select(Pair)
-            .where(
-                Pair.project_id == project.id,
-                Pair.labels_count >= 2,
-                Pair.review_verdict.is_(None),
-                Pair.gold_answer.is_(None),
-            )
-            .where((Pair.majority_tied.is_(True)) | (Pair.agreement < project.review_agreement_threshold))
-            .order_by(Pair.agreement.asc().nulls_first(), Pair.id)
-        )
-    )
+    return repository.review_queue(session, project)
 
 
 def review(
@@ -190,9 +287,13 @@ def set_gold(
         raise InvalidInput(
             "this pair already has ordinary labels; pick another pair as gold", field="pair_id"
         )
+    changed = pair.gold_answer != answer
     pair.gold_answer = answer
     session.flush()
     audit.record(session, caller, "pair.gold_set", "pair", pair.id, {"answer": answer})
+    if changed and pair.labels_count > 0:
+        # Its labels move between gold and ordinary: the snapshot changes although no label did.
+        send_after_commit(session, AGGREGATE_TASK, project_id=str(project.id), force=True)
     return pair
 
 

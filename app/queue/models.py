@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, TimestampMixin
@@ -34,7 +34,17 @@ class Choice(StrEnum):
 
 class Assignment(TimestampMixin, Base):
     __tablename__ = "assignment"
-    __table_args__ = (Index("ix_assignment_pair_annotator", "pair_id", "annotator"),)
+    __table_args__ = (
+        Index("ix_assignment_pair_annotator", "pair_id", "annotator"),
+        # Live leases per annotator (the lease cap on every claim).
+        Index(
+            "ix_assignment_active_annotator",
+            "annotator",
+            "lease_expires_at",
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+    )
 
     # A random UUID: it names a lease, and a lease is not to be guessed.
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid.uuid4)

@@ -3,142 +3,321 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session, aliased
 
+from app.db.types import UTCDateTime
 from app.pairs.models import Pair, PairSlot, PairStatus
 from app.projects.models import Project
-from app.prompts.models import Prompt, PromptStatus
-from app.queue.models import Assignment, AssignmentStatus
+from app.prompts.models import Prompt, PromptStatus, Response
+from app.queue.models import Assignment, AssignmentStatus, Label
 
 
 def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _free(now: datetime):  # type: ignore[no-untyped-def]
-    return or_(PairSlot.lease_expires_at.is_(None), PairSlot.lease_expires_at <= now)
+def _core(session: Session) -> Connection:
+    """The unit of work's connection: hot-path statements are Core, skipping ORM bookkeeping."""
+    return session.connection()
 
 
-def _held_live(slot_id: uuid.UUID, assignment_id: uuid.UUID, now: datetime) -> tuple[Any, ...]:
+# The claim and label statements are built once, with bind parameters, and reused: building a statement
+# (and adapting aliased entities) costs several times more CPU than executing it (bench/queue.py).
+_now = bindparam("b_now", type_=UTCDateTime())
+
+
+def _free() -> Any:
+    return or_(PairSlot.lease_expires_at.is_(None), PairSlot.lease_expires_at <= _now)
+
+
+def _held_live() -> tuple[Any, ...]:
     """The fencing condition: the slot is still open and leased, unexpired, to this assignment."""
     return (
-        PairSlot.id == slot_id,
-        PairSlot.done.is_(False),
-        PairSlot.lease_assignment_id == assignment_id,
-        PairSlot.lease_expires_at > now,
+        PairSlot.id == bindparam("b_slot"),
+        not_(PairSlot.done),
+        PairSlot.lease_assignment_id == bindparam("b_assignment"),
+        PairSlot.lease_expires_at > _now,
     )
 
 
-def find_claimable_slot(
-    session: Session, project_id: uuid.UUID, annotator: str, now: datetime, *, released_only: bool
-) -> tuple[uuid.UUID, uuid.UUID, bool] | None:
-    """(slot id, pair id, released) of the best free slot for this annotator, locked on Postgres.
-
-    Released pairs come first (finishing spent budget beats opening new pairs), then priority.
-    """
+def _candidate(*, postgres: bool, released_only: bool) -> Any:
+    annotator = bindparam("b_annotator")
+    project_id = bindparam("b_project")
     already_has_pair = exists().where(
         Assignment.pair_id == PairSlot.pair_id,
         Assignment.annotator == annotator,
         or_(
             Assignment.status.in_([AssignmentStatus.LABELED, AssignmentStatus.SKIPPED]),
-            and_(Assignment.status == AssignmentStatus.ACTIVE, Assignment.lease_expires_at > now),
+            and_(Assignment.status == AssignmentStatus.ACTIVE, Assignment.lease_expires_at > _now),
         ),
     )
-    released = Pair.released_at.is_not(None)
-    query = (
-        select(PairSlot.id, PairSlot.pair_id, released)
-        .join(Pair, Pair.id == PairSlot.pair_id)
-        .where(PairSlot.project_id == project_id, PairSlot.done.is_(False), _free(now), ~already_has_pair)
-        .where(Pair.gold_answer.is_(None))
-        .order_by(released.desc(), PairSlot.priority.desc(), PairSlot.id)
+    gold_pairs = select(Pair.id).where(Pair.project_id == project_id, Pair.gold_answer.is_not(None))
+    candidate = (
+        select(PairSlot.id.label("id"), PairSlot.pair_id, PairSlot.released.label("was_released"))
+        .where(PairSlot.project_id == project_id, not_(PairSlot.done), _free(), ~already_has_pair)
+        .where(PairSlot.pair_id.not_in(gold_pairs))
+        .order_by(PairSlot.released.desc(), PairSlot.priority.desc(), PairSlot.id)
         .limit(1)
     )
     if released_only:
-        query = query.where(released)
+        candidate = candidate.where(PairSlot.released)
+    if postgres:
+        candidate = candidate.with_for_update(skip_locked=True, of=PairSlot)
+    return candidate
+
+
+_LEASE_VALUES = {
+    "lease_assignment_id": bindparam("b_assignment"),
+    "lease_owner": bindparam("b_annotator"),
+    "lease_expires_at": bindparam("b_expires", type_=UTCDateTime()),
+    "released": True,
+}
+
+
+def _claim_statement(*, released_only: bool) -> Any:
+    """Postgres: find, lock (SKIP LOCKED) and lease in one statement."""
+    chosen = _candidate(postgres=True, released_only=released_only).cte("candidate")
+    return (
+        update(PairSlot)
+        .where(PairSlot.id == chosen.c.id)
+        .values(**_LEASE_VALUES)
+        .returning(PairSlot.id, PairSlot.pair_id, chosen.c.was_released)
+    )
+
+
+_CLAIM = {released_only: _claim_statement(released_only=released_only) for released_only in (True, False)}
+# SQLite: one writer at a time (every transaction is BEGIN IMMEDIATE), so a read then a write is atomic.
+_CANDIDATE_SQLITE = {
+    released_only: _candidate(postgres=False, released_only=released_only) for released_only in (True, False)
+}
+_LEASE_SQLITE = update(PairSlot).where(PairSlot.id == bindparam("b_slot")).values(**_LEASE_VALUES)
+
+
+def claim_slot(
+    session: Session,
+    project_id: uuid.UUID,
+    annotator: str,
+    assignment_id: uuid.UUID,
+    now: datetime,
+    expires_at: datetime,
+    *,
+    released_only: bool,
+) -> tuple[uuid.UUID, uuid.UUID, bool] | None:
+    """Lease the best free slot for this annotator in one statement: (slot id, pair id, was released).
+
+    The candidate is locked with SKIP LOCKED on Postgres (concurrent claimers pass over each other's rows),
+    walked in the order of ix_pair_slot_claimable, so no sort: slots of released pairs first (finishing
+    spent budget beats opening new pairs), then priority. Gold pairs are handed out by the gold path only.
+    """
+    params = {
+        "b_project": project_id,
+        "b_annotator": annotator,
+        "b_assignment": assignment_id,
+        "b_now": now,
+        "b_expires": expires_at,
+    }
     if _is_postgres(session):
-        query = query.with_for_update(skip_locked=True, of=PairSlot)
-    row = session.execute(query).first()
-    return (row[0], row[1], bool(row[2])) if row else None
+        row = _core(session).execute(_CLAIM[released_only], params).first()
+        return (row[0], row[1], bool(row[2])) if row else None
+    found = _core(session).execute(_CANDIDATE_SQLITE[released_only], params).first()
+    if found is None:
+        return None
+    _core(session).execute(_LEASE_SQLITE, {**params, "b_slot": found[0]})
+    return found[0], found[1], bool(found[2])
+
+
+_UNLEASE = (
+    update(PairSlot)
+    .where(PairSlot.id == bindparam("b_slot"))
+    .values(lease_assignment_id=None, lease_owner=None, lease_expires_at=None, released=False)
+)
+_UNRELEASE = (
+    update(Pair).where(Pair.id == bindparam("b_pair")).values(released_at=None, status=PairStatus.QUEUED)
+)
+
+
+_DELETE_ASSIGNMENT = delete(Assignment).where(Assignment.id == bindparam("b_assignment"))
+
+
+def unclaim_slot(session: Session, slot_id: uuid.UUID, pair_id: uuid.UUID, assignment_id: uuid.UUID) -> None:
+    """Undo a claim whose pair the budget refused (same transaction: nobody saw it)."""
+    _core(session).execute(_DELETE_ASSIGNMENT, {"b_assignment": assignment_id})
+    _core(session).execute(_UNLEASE, {"b_slot": slot_id})
+    _core(session).execute(_UNRELEASE, {"b_pair": pair_id})
+
+
+def _siblings_statement(*, postgres: bool) -> Any:
+    open_siblings = select(PairSlot.id).where(
+        PairSlot.pair_id == bindparam("b_pair"), not_(PairSlot.released)
+    )
+    if postgres:
+        open_siblings = open_siblings.with_for_update(skip_locked=True)
+    return update(PairSlot).where(PairSlot.id.in_(open_siblings.scalar_subquery())).values(released=True)
+
+
+_SIBLINGS = {postgres: _siblings_statement(postgres=postgres) for postgres in (True, False)}
+
+
+def mark_siblings_released(session: Session, pair_id: uuid.UUID) -> None:
+    """Flag the other slots of a just-released pair, so they sort first.
+
+    Slots another claimer holds locked are passed over (SKIP LOCKED), never waited for: that claimer flags
+    its own slot when it leases it. (reconcile_released_flags mends a flag a crashed transaction left.)
+    """
+    _core(session).execute(_SIBLINGS[_is_postgres(session)], {"b_pair": pair_id})
+
+
+def reconcile_released_flags(session: Session) -> int:
+    """Set pair_slot.released where the pair is released but the flag is not (maintenance)."""
+    released_pairs = select(Pair.id).where(Pair.released_at.is_not(None))
+    result = session.execute(
+        update(PairSlot)
+        .where(not_(PairSlot.released), not_(PairSlot.done), PairSlot.pair_id.in_(released_pairs))
+        .values(released=True)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+_LIVE_LEASES = (
+    select(Assignment.lease_expires_at)
+    .where(Assignment.annotator == bindparam("b_annotator"), Assignment.status == AssignmentStatus.ACTIVE)
+    .where(Assignment.lease_expires_at > _now)
+    .order_by(Assignment.lease_expires_at)
+)
+
+
+def live_lease_expiries(session: Session, annotator: str, now: datetime) -> list[datetime]:
+    """When each of the annotator's live leases ends, soonest first (ix_assignment_active_annotator)."""
+    return list(_core(session).execute(_LIVE_LEASES, {"b_annotator": annotator, "b_now": now}).scalars())
+
+
+@dataclass(frozen=True)
+class ShownPair:
+    prompt: Any
+    response_a_id: uuid.UUID
+    response_a_text: str
+    response_b_id: uuid.UUID
+    response_b_text: str
+
+
+def _shown_statement() -> Any:
+    ra, rb = aliased(Response), aliased(Response)
+    return (
+        select(Prompt.prompt, ra.id, ra.text, rb.id, rb.text)
+        .select_from(Pair)
+        .join(Prompt, Prompt.id == Pair.prompt_id)
+        .join(ra, ra.id == Pair.response_a_id)
+        .join(rb, rb.id == Pair.response_b_id)
+        .where(Pair.id == bindparam("b_pair"))
+    )
+
+
+_SHOWN = _shown_statement()
+
+
+def shown_pair(session: Session, pair_id: uuid.UUID) -> ShownPair:
+    """What an annotator sees of a pair: the prompt and both texts, in one query."""
+    return ShownPair(*_core(session).execute(_SHOWN, {"b_pair": pair_id}).one())
+
+
+_INSERT_ASSIGNMENT = insert(Assignment)
+
+
+def insert_assignment(session: Session, **values: Any) -> None:
+    """One assignment row (Core insert: the claim needs no ORM object)."""
+    _core(session).execute(_INSERT_ASSIGNMENT, values)
+
+
+_TAKE_BUDGET = (
+    update(Project)
+    .where(
+        Project.id == bindparam("b_project"),
+        or_(
+            Project.budget.is_(None),
+            Project.pairs_released < Project.budget // Project.annotations_per_pair,
+        ),
+    )
+    .values(pairs_released=Project.pairs_released + 1)
+)
 
 
 def take_budget_for_pair(session: Session, project_id: uuid.UUID) -> bool:
     """Count one more released pair against the budget, if the budget allows it."""
-    result = session.execute(
-        update(Project)
-        .where(
-            Project.id == project_id,
-            or_(
-                Project.budget.is_(None),
-                Project.pairs_released < Project.budget // Project.annotations_per_pair,
-            ),
-        )
-        .values(pairs_released=Project.pairs_released + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return _core(session).execute(_TAKE_BUDGET, {"b_project": project_id}).rowcount == 1
+
+
+_RELEASE_PAIR = (
+    update(Pair)
+    .where(Pair.id == bindparam("b_pair"), Pair.released_at.is_(None))
+    .values(released_at=_now, status=PairStatus.RELEASED)
+)
 
 
 def mark_pair_released(session: Session, pair_id: uuid.UUID, now: datetime) -> bool:
     """Release a pair once; False if another claim released it first.
 
-    Only the pair row is written (never sibling slots, which other claimers may hold locked), and it is
-    locked before the project row in every claim, so concurrent claims cannot deadlock.
+    Claims lock their slot first, then the pair row, then the project row (the budget), always in this
+    order, so concurrent claims cannot deadlock.
     """
-    result = session.execute(
-        update(Pair)
-        .where(Pair.id == pair_id, Pair.released_at.is_(None))
-        .values(released_at=now, status=PairStatus.RELEASED)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return _core(session).execute(_RELEASE_PAIR, {"b_pair": pair_id, "b_now": now}).rowcount == 1
 
 
-def lease_slot(
-    session: Session,
-    slot_id: uuid.UUID,
-    assignment_id: uuid.UUID,
-    annotator: str,
-    now: datetime,
-    expires_at: datetime,
-) -> bool:
-    """Compare-and-set the lease: succeeds only if the slot is still open and unleased or expired."""
-    result = session.execute(
-        update(PairSlot)
-        .where(PairSlot.id == slot_id, PairSlot.done.is_(False), _free(now))
-        .values(lease_assignment_id=assignment_id, lease_owner=annotator, lease_expires_at=expires_at)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+_COMPLETE = update(PairSlot).where(*_held_live()).values(done=True, lease_expires_at=None)
 
 
 def complete_slot(session: Session, slot_id: uuid.UUID, assignment_id: uuid.UUID, now: datetime) -> bool:
     """Close a slot with a label, only while this assignment's lease on it is live (fencing)."""
-    result = session.execute(
-        update(PairSlot)
-        .where(*_held_live(slot_id, assignment_id, now))
-        .values(done=True, lease_expires_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    params = {"b_slot": slot_id, "b_assignment": assignment_id, "b_now": now}
+    return _core(session).execute(_COMPLETE, params).rowcount == 1
 
 
-def count_label_on_pair(session: Session, pair_id: uuid.UUID, annotations_per_pair: int) -> None:
-    """One more label on the pair; done once it has annotations_per_pair."""
-    session.execute(
-        update(Pair)
-        .where(Pair.id == pair_id)
-        .values(
-            labels_count=Pair.labels_count + 1,
-            status=case(
-                (Pair.labels_count + 1 >= annotations_per_pair, PairStatus.DONE.value), else_=Pair.status
-            ),
-        )
-        .execution_options(synchronize_session=False)
+_WANTED = select(Project.annotations_per_pair).where(Project.id == Pair.project_id).scalar_subquery()
+_COUNT_LABEL = (
+    update(Pair)
+    .where(Pair.id == bindparam("b_pair"))
+    .values(
+        labels_count=Pair.labels_count + 1,
+        status=case((Pair.labels_count + 1 >= _WANTED, PairStatus.DONE.value), else_=Pair.status),
     )
+)
+
+
+def count_label_on_pair(session: Session, pair_id: uuid.UUID) -> None:
+    """One more label on the pair; done once it has its project's annotations_per_pair."""
+    _core(session).execute(_COUNT_LABEL, {"b_pair": pair_id})
+
+
+_INSERT_LABEL = insert(Label)
+_LABELED = (
+    update(Assignment)
+    .where(Assignment.id == bindparam("b_assignment"))
+    .values(status=AssignmentStatus.LABELED, ended_at=_now)
+)
+
+
+def insert_label(session: Session, values: dict[str, Any]) -> None:
+    """One label row, and its assignment marked labelled (Core: the label path needs no ORM flush)."""
+    _core(session).execute(_INSERT_LABEL, values)
+    _core(session).execute(_LABELED, {"b_assignment": values["assignment_id"], "b_now": values["labeled_at"]})
 
 
 def has_pending_prompts(session: Session, project_id: uuid.UUID) -> bool:
@@ -152,28 +331,28 @@ def has_pending_prompts(session: Session, project_id: uuid.UUID) -> bool:
     )
 
 
+_EXTEND = (
+    update(PairSlot).where(*_held_live()).values(lease_expires_at=bindparam("b_expires", type_=UTCDateTime()))
+)
+_FREE = (
+    update(PairSlot)
+    .where(*_held_live())
+    .values(lease_assignment_id=None, lease_owner=None, lease_expires_at=None)
+)
+
+
 def extend_lease(
     session: Session, slot_id: uuid.UUID, assignment_id: uuid.UUID, now: datetime, expires_at: datetime
 ) -> bool:
     """Push a live lease's expiry out; False if the lease is no longer this assignment's or has ended."""
-    result = session.execute(
-        update(PairSlot)
-        .where(*_held_live(slot_id, assignment_id, now))
-        .values(lease_expires_at=expires_at)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    params = {"b_slot": slot_id, "b_assignment": assignment_id, "b_now": now, "b_expires": expires_at}
+    return _core(session).execute(_EXTEND, params).rowcount == 1
 
 
 def free_slot(session: Session, slot_id: uuid.UUID, assignment_id: uuid.UUID, now: datetime) -> bool:
     """End a live lease early (release or skip), so the slot is claimable at once."""
-    result = session.execute(
-        update(PairSlot)
-        .where(*_held_live(slot_id, assignment_id, now))
-        .values(lease_assignment_id=None, lease_owner=None, lease_expires_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    params = {"b_slot": slot_id, "b_assignment": assignment_id, "b_now": now}
+    return _core(session).execute(_FREE, params).rowcount == 1
 
 
 def reopen_slot(session: Session, slot_id: uuid.UUID, pair_id: uuid.UUID) -> None:

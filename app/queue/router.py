@@ -14,6 +14,7 @@ from app.api.responses import problems
 from app.config import get_settings
 from app.errors import Forbidden
 from app.projects import service as projects
+from app.quality import service as quality
 from app.queue import service
 from app.queue.models import Assignment, Choice, Label
 from app.queue.schemas import (
@@ -70,7 +71,7 @@ def claim(
         assignment_id=result.assignment.id,
         lease_expires_at=result.assignment.lease_expires_at,
         annotator=annotator,
-        prompt=result.prompt.prompt,
+        prompt=result.prompt,
         instructions=project.instructions,
         response_a=ShownResponse(id=result.first.id, text=result.first.text),
         response_b=ShownResponse(id=result.second.id, text=result.second.text),
@@ -127,6 +128,7 @@ def label(
     """Store the choice for a live assignment; the same request again returns the first result (200)."""
     assignment = service.get_assignment(session, caller, assignment_id)
     stored, created = service.label(session, assignment, body, now, idempotency_key)
+    quality.schedule_aggregate(session, stored.project_id)
     return JSONResponse(_label_read(stored).model_dump(mode="json"), status_code=201 if created else 200)
 
 
@@ -135,7 +137,9 @@ def label(
 )
 def undo_label(assignment_id: uuid.UUID, session: SessionDep, caller: AnnotatorDep, now: NowDep) -> Response:
     """Withdraw your last label within the undo window; the pair slot is claimable again."""
-    service.undo(session, caller, service.get_assignment(session, caller, assignment_id), now)
+    assignment = service.get_assignment(session, caller, assignment_id)
+    service.undo(session, caller, assignment, now)
+    quality.schedule_aggregate(session, assignment.project_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

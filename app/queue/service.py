@@ -9,14 +9,18 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import service as audit
 from app.auth.context import Caller
 from app.config import get_settings
+from app.db.base import utcnow
+from app.db.ids import uuid7
 from app.errors import (
     ActiveLeaseLimit,
     AlreadyLabeled,
@@ -26,9 +30,7 @@ from app.errors import (
     RenewalLimit,
     UndoRefused,
 )
-from app.pairs.models import Pair
 from app.projects.models import Project
-from app.prompts.models import Prompt, Response
 from app.queue import repository
 from app.queue.models import Assignment, AssignmentStatus, Choice, Label
 from app.queue.schemas import LabelRequest
@@ -51,20 +53,37 @@ RETRY_AFTER_SECONDS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
+class Lease:
+    """The assignment a claim created (the claim path inserts it without an ORM object)."""
+
+    id: uuid.UUID
+    slot_id: uuid.UUID
+    pair_id: uuid.UUID
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Shown:
+    id: uuid.UUID
+    text: str
+
+
+@dataclass(frozen=True)
 class Claimed:
-    assignment: Assignment
-    prompt: Prompt
-    first: Response
-    second: Response
+    assignment: Lease
+    prompt: Any
+    first: Shown
+    second: Shown
 
 
 def claim(session: Session, project: Project, annotator: str, now: datetime) -> Claimed | str:
     """Lease the best free slot to the annotator, or say why there is none (a QueueReason).
 
-    The budget counter is the project row, which every first claim of a pair updates; it is written last,
-    just before COMMIT, so concurrent claims hold that row lock for the shortest time. If the budget
-    refuses, the savepoint undoes this attempt and only already-released pairs are considered. A share
+    One statement finds and leases the slot (SKIP LOCKED). The first claim of a pair releases it
+    (compare-and-set on pair.released_at) and spends its budget on the project row, written last, just
+    before COMMIT, so concurrent claims hold that row lock for the shortest time. If the budget refuses,
+    the claim is undone in place (same transaction) and only already-released pairs are considered. A share
     (project.gold_rate) of claims hands out a gold pair instead, outside the budget.
     """
     _check_lease_cap(session, annotator, now)
@@ -72,29 +91,30 @@ def claim(session: Session, project: Project, annotator: str, now: datetime) -> 
         gold = _claim_gold(session, project, annotator, now)
         if gold is not None:
             return gold
-    budget_open = True
+    max_pairs = project.max_pairs
+    # A hint from the row as loaded; take_budget_for_pair below is the authority.
+    budget_open = max_pairs is None or project.pairs_released < max_pairs
+    expires_at = now + timedelta(seconds=project.lease_ttl_seconds)
     for _attempt in range(20):
-        found = repository.find_claimable_slot(
-            session, project.id, annotator, now, released_only=not budget_open
+        assignment_id = uuid.uuid4()
+        found = repository.claim_slot(
+            session, project.id, annotator, assignment_id, now, expires_at, released_only=not budget_open
         )
         if found is None:
             break
-        slot_id, pair_id, released = found
-        attempt = session.begin_nested()
-        # The first claim of a pair releases it and spends its budget; a sibling slot's claim finds it
-        # released already (mark_pair_released returns False) and spends nothing.
-        releasing = not released and repository.mark_pair_released(session, pair_id, now)
-        assignment_id = uuid.uuid4()
-        expires_at = now + timedelta(seconds=project.lease_ttl_seconds)
-        if not repository.lease_slot(session, slot_id, assignment_id, annotator, now, expires_at):
-            attempt.rollback()
-            continue  # taken between our read and our write; try the next one
+        slot_id, pair_id, was_released = found
+        # A sibling slot's claim finds the pair released already (mark_pair_released is False): no budget.
+        releasing = not was_released and repository.mark_pair_released(session, pair_id, now)
+        if releasing and project.annotations_per_pair > 1:
+            repository.mark_siblings_released(session, pair_id)
         claimed = _assign(session, project, assignment_id, pair_id, slot_id, annotator, now, expires_at)
+        # The budget is the project row, locked by this UPDATE until COMMIT: the last statement, so
+        # concurrent first claims queue on it for one round trip only.
         if releasing and not repository.take_budget_for_pair(session, project.id):
-            attempt.rollback()
+            repository.unclaim_slot(session, slot_id, pair_id, assignment_id)
             budget_open = False  # spent meanwhile: only already-released pairs may still be handed out
             continue
-        attempt.commit()
+        log.info("queue.claimed", extra={"assignment_id": str(assignment_id), "pair_id": str(pair_id)})
         return claimed
     return _why_empty(session, project)
 
@@ -109,12 +129,12 @@ def _assign(
     now: datetime,
     expires_at: datetime,
 ) -> Claimed:
-    pair = session.get_one(Pair, pair_id)
-    a = session.get_one(Response, pair.response_a_id)
-    b = session.get_one(Response, pair.response_b_id)
-    prompt = session.get_one(Prompt, pair.prompt_id)
+    shown = repository.shown_pair(session, pair_id)
+    a = Shown(shown.response_a_id, shown.response_a_text)
+    b = Shown(shown.response_b_id, shown.response_b_text)
     first, second = (a, b) if _screen_order.random() < 0.5 else (b, a)
-    assignment = Assignment(
+    repository.insert_assignment(
+        session,
         id=assignment_id,
         project_id=project.id,
         pair_id=pair_id,
@@ -124,12 +144,10 @@ def _assign(
         shown_second_response_id=second.id,
         status=AssignmentStatus.ACTIVE,
         lease_expires_at=expires_at,
+        renewals=0,
         created_at=now,  # the claim time on the injected clock (seconds-per-label stats read it)
     )
-    session.add(assignment)
-    session.flush()
-    log.info("queue.claimed", extra={"assignment_id": str(assignment_id), "pair_id": str(pair_id)})
-    return Claimed(assignment, prompt, first, second)
+    return Claimed(Lease(assignment_id, slot_id, pair_id, expires_at), shown.prompt, first, second)
 
 
 def _claim_gold(session: Session, project: Project, annotator: str, now: datetime) -> Claimed | None:
@@ -151,12 +169,7 @@ def _claim_gold(session: Session, project: Project, annotator: str, now: datetim
 
 def _check_lease_cap(session: Session, annotator: str, now: datetime) -> None:
     cap = get_settings().max_active_leases_per_annotator
-    live = session.scalars(
-        select(Assignment.lease_expires_at)
-        .where(Assignment.annotator == annotator, Assignment.status == AssignmentStatus.ACTIVE)
-        .where(Assignment.lease_expires_at > now)
-        .order_by(Assignment.lease_expires_at)
-    ).all()
+    live = repository.live_lease_expiries(session, annotator, now)
     if len(live) >= cap:
         retry = max(1, int((live[0] - now).total_seconds()) + 1)
         raise ActiveLeaseLimit(
@@ -218,9 +231,11 @@ def label(
     fingerprint = request_fingerprint(assignment.id, body)
     if idempotency_key and (prior := _by_key(session, assignment.annotator, idempotency_key, fingerprint)):
         return prior, False
-    existing = session.scalar(select(Label).where(Label.assignment_id == assignment.id))
-    if existing is not None:
-        return _same_or_conflict(existing, fingerprint), False
+    if assignment.status != AssignmentStatus.ACTIVE:
+        # Labelled already (a retry, or another body: 409), or not live.
+        existing = session.scalar(select(Label).where(Label.assignment_id == assignment.id))
+        if existing is not None:
+            return _same_or_conflict(existing, fingerprint), False
     _live(assignment, now)
     if not repository.complete_slot(session, assignment.slot_id, assignment.id, now):
         # A concurrent identical submit may have just won the slot; its label is then the answer.
@@ -228,43 +243,43 @@ def label(
         if existing is not None:
             return _same_or_conflict(existing, fingerprint), False
         raise LeaseExpired("the lease ended before the label arrived; claim again")
-    project = session.get_one(Project, assignment.project_id)
     winner: uuid.UUID | None = None
     if body.choice is Choice.A:
         winner = assignment.shown_first_response_id
     elif body.choice is Choice.B:
         winner = assignment.shown_second_response_id
-    new = Label(
-        assignment_id=assignment.id,
-        project_id=assignment.project_id,
-        pair_id=assignment.pair_id,
-        annotator=assignment.annotator,
-        choice=body.choice,
-        winner_response_id=winner,
-        shown_first_response_id=assignment.shown_first_response_id,
-        labeled_at=now,
-        confidence=body.confidence,
-        rationale=body.rationale,
-        idempotency_key=idempotency_key,
-        request_sha256=fingerprint,
-    )
-    try:
-        with session.begin_nested():
-            session.add(new)
-            session.flush()
-    except IntegrityError:
-        if idempotency_key and (
-            prior := _by_key(session, assignment.annotator, idempotency_key, fingerprint)
-        ):
-            return prior, False
-        existing = session.scalar(select(Label).where(Label.assignment_id == assignment.id))
-        if existing is None:
+    values = {
+        "id": uuid7(),
+        "assignment_id": assignment.id,
+        "project_id": assignment.project_id,
+        "pair_id": assignment.pair_id,
+        "annotator": assignment.annotator,
+        "choice": body.choice.value,
+        "winner_response_id": winner,
+        "shown_first_response_id": assignment.shown_first_response_id,
+        "labeled_at": now,
+        "confidence": body.confidence,
+        "rationale": body.rationale,
+        "idempotency_key": idempotency_key,
+        "request_sha256": fingerprint,
+        "created_at": utcnow(),
+    }
+    if idempotency_key is None:
+        # complete_slot won the slot for this assignment, so no other insert for it can race this one.
+        repository.insert_label(session, values)
+    else:
+        try:
+            with session.begin_nested():  # the key may name another assignment's label (409 below)
+                repository.insert_label(session, values)
+        except IntegrityError:
+            if prior := _by_key(session, assignment.annotator, idempotency_key, fingerprint):
+                return prior, False
             raise
-        return _same_or_conflict(existing, fingerprint), False
-    assignment.status = AssignmentStatus.LABELED
-    assignment.ended_at = now
-    repository.count_label_on_pair(session, assignment.pair_id, project.annotations_per_pair)
-    session.flush()
+    # Written by insert_label; mirrored on the loaded object without another UPDATE.
+    set_committed_value(assignment, "status", AssignmentStatus.LABELED)
+    set_committed_value(assignment, "ended_at", now)
+    repository.count_label_on_pair(session, assignment.pair_id)
+    new = Label(**values)
     log.info("queue.labeled", extra={"assignment_id": str(assignment.id), "choice": body.choice.value})
     return new, True
 

@@ -107,5 +107,20 @@ def reset_untouched_prompts(
 
 
 def reembed_project(session: Session, project: Project) -> int:
-    """Re-embed and re-pair the project's untouched prompts after commit; returns how many were sent."""
-    return len(reset_untouched_prompts(session, project))
+    """Re-embed and re-pair the project's untouched prompts after commit; returns how many were sent.
+
+    The other prompts keep their pairs, but their response and prompt texts are sent to
+    ``embeddings.embed_texts`` (vectors only, no pairing), so the neighbour indexes, near-duplicate prompts
+    and redundant-pair detection see the whole project under the new model.
+    """
+    untouched = reset_untouched_prompts(session, project)
+    reset = set(untouched)
+    kept = [
+        str(p)
+        for p in session.scalars(select(Prompt.id).where(Prompt.project_id == project.id).order_by(Prompt.id))
+        if p not in reset
+    ]
+    chunk_size = get_settings().embed_chunk_prompts
+    for start in range(0, len(kept), chunk_size):
+        send_after_commit(session, "embeddings.embed_texts", prompt_ids=kept[start : start + chunk_size])
+    return len(untouched)

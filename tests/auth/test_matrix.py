@@ -16,6 +16,7 @@ CALLERS = [
     "revoked",
     "annotator_a",
     "annotator_b",
+    "reviewer",
     "data_team_own",
     "data_team_other",
     "admin",
@@ -23,7 +24,10 @@ CALLERS = [
 UNAUTH = {"anonymous": 401, "malformed": 401, "revoked": 401}
 
 
-def row(admin: int, dt_own: int, dt_other: int, ann_a: int, ann_b: int) -> dict[str, int]:
+def row(
+    admin: int, dt_own: int, dt_other: int, ann_a: int, ann_b: int, reviewer: int | None = None
+) -> dict[str, int]:
+    """Expected statuses; the reviewer (an annotator of P with the flag) answers as annotator B by default."""
     return {
         **UNAUTH,
         "admin": admin,
@@ -31,6 +35,7 @@ def row(admin: int, dt_own: int, dt_other: int, ann_a: int, ann_b: int) -> dict[
         "data_team_other": dt_other,
         "annotator_a": ann_a,
         "annotator_b": ann_b,
+        "reviewer": ann_b if reviewer is None else reviewer,
     }
 
 
@@ -42,6 +47,7 @@ MATRIX: dict[tuple[str, str], tuple[Any, dict[str, int]]] = {
     ("POST", "/v1/keys"): ({"role": "annotator", "name": "newcomer"}, row(201, 403, 403, 403, 403)),
     ("GET", "/v1/keys"): (None, ADMIN_ONLY),
     ("DELETE", "/v1/keys/{key_id}"): (None, row(204, 403, 403, 403, 403)),
+    ("PATCH", "/v1/principals/{name}"): ({"reviewer": True}, ADMIN_ONLY),
     ("GET", "/v1/me"): (None, row(200, 200, 200, 200, 200)),
     ("GET", "/v1/audit"): (None, ADMIN_ONLY),
     ("POST", "/v1/projects"): ({"name": "new"}, row(201, 201, 201, 403, 403)),
@@ -51,11 +57,12 @@ MATRIX: dict[tuple[str, str], tuple[Any, dict[str, int]]] = {
     ("DELETE", "/v1/projects/{project_id}"): (None, row(204, 204, 404, 403, 403)),
     ("GET", "/v1/projects/{project_id}/stats"): (None, PROJECT_READ),
     ("GET", "/v1/projects/{project_id}/quality"): (None, PROJECT_READ),
+    ("POST", "/v1/projects/{project_id}/quality/refresh"): (None, row(202, 202, 404, 403, 403)),
     ("GET", "/v1/projects/{project_id}/annotators"): (None, PROJECT_READ),
-    ("GET", "/v1/projects/{project_id}/review"): (None, PROJECT_READ),
+    ("GET", "/v1/projects/{project_id}/review"): (None, row(200, 200, 404, 403, 403, reviewer=200)),
     ("POST", "/v1/projects/{project_id}/pairs/{pair_id}/review"): (
         {"verdict": "a"},
-        row(201, 201, 404, 403, 403),
+        row(201, 201, 404, 403, 403, reviewer=201),
     ),
     ("PUT", "/v1/projects/{project_id}/pairs/{pair_id}/gold"): (
         {"answer": "b"},
@@ -107,6 +114,7 @@ def test_status(route: tuple[str, str], caller: str, client: Any, db: Any, recor
         job_id=world.ids["job"],
         assignment_id=world.ids["assignment_a"],
         export_id=world.ids["export"],
+        name="spare",
     )
     key = world.keys[caller]
     headers = {"Authorization": f"Bearer {key}"} if key else {"Authorization": ""}

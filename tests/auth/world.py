@@ -30,7 +30,7 @@ class World:
 
 
 def build_world(db: Any) -> World:
-    """Projects P and Q; admin, data teams (own: P, other: Q), annotators A and B (P), a revoked key."""
+    """Projects P and Q; admin, data teams (own: P, other: Q), annotators A, B, reviewer (P), revoked."""
     world = World()
     settings = get_settings()
     with db.session() as session:
@@ -70,6 +70,17 @@ def build_world(db: Any) -> World:
             )
             world.keys[name] = created.key
             world.ids[f"key_{name}"] = created.row.id
+        # An annotator of P with the reviewer flag: P's review queue, and nothing else beyond annotating.
+        world.keys["reviewer"] = auth.create_key(
+            session,
+            settings,
+            BOOTSTRAP_ADMIN,
+            role=Role.ANNOTATOR,
+            name="reviewer",
+            projects=[p.id],
+            expires_at=None,
+            reviewer=True,
+        ).key
         auth.revoke_key(session, BOOTSTRAP_ADMIN, world.ids["key_revoked"], utcnow())
         claimed = queue.claim(session, p, "annotator_a", utcnow())
         assert not isinstance(claimed, str)

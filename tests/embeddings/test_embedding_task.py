@@ -38,7 +38,8 @@ def test_embeds_each_text_once_alone_and_records_truncation(
     embed_prompts(prompt_ids)  # a redelivered task changes nothing
     with db.session() as session:
         rows = {e.text_sha256: e for e in session.scalars(select(Embedding))}
-        assert len(rows) == 5  # distinct non-empty texts across prompts: each embedded once
+        # 5 distinct non-empty response texts and 3 prompt texts across prompts: each embedded once.
+        assert len(rows) == 8
         truncated = [e for e in rows.values() if e.truncated]
         assert len(truncated) == 1
         assert truncated[0].token_count > 256
@@ -50,7 +51,7 @@ def test_embeds_each_text_once_alone_and_records_truncation(
     # The stored vector is the model's embedding of the text on its own (no prompt prepended).
     text = next(
         t
-        for t in ["Hello there!", "Hi.", "Goodbye.", "same"]
+        for t in ["Hello there!", "Hi.", "Goodbye.", "same", "Say hi", "Say bye", "Dupes"]
         if __import__("hashlib").sha256(t.encode()).hexdigest() == stored.text_sha256
     )
     direct = get_embedder(project["embedding_model"]).encode([text]).vectors[0]
@@ -68,6 +69,11 @@ def test_reconcile_resends_prompts_left_pending(client: Any, db: Any, recorded_t
         json={"items": [{"external_id": "p", "prompt": "q", "responses": ["a", "b"]}]},
     )
     recorded_tasks.clear()
-    assert reconcile(older_than_seconds=3600) == {"prompts": 0, "exports": 0, "expired_leases": 0}
+    assert reconcile(older_than_seconds=3600) == {
+        "prompts": 0,
+        "exports": 0,
+        "expired_leases": 0,
+        "released_flags": 0,
+    }
     assert reconcile(older_than_seconds=0)["prompts"] == 1
     assert recorded_tasks[0][0] == "embeddings.embed_prompts"

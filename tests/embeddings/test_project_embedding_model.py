@@ -17,9 +17,10 @@ from app.db.base import utcnow
 from app.embeddings.codec import from_bytes
 from app.embeddings.embedder import get_embedder
 from app.embeddings.models import Embedding
-from app.embeddings.service import embed_prompts
+from app.embeddings.service import embed_prompts, embed_texts
 from app.pairs.models import Pair, PairSlot
 from app.prompts.models import Prompt, Response
+from app.prompts.text import prompt_text
 from app.queue.models import Assignment, Label
 from app.selection.reembed import reembed_project
 from tests.factories import make_pairs, make_project
@@ -90,6 +91,8 @@ def test_a_causal_lm_project_embeds_and_pairs_under_its_folder_name(
         "single": "unpairable",
     }
     texts = {r.text_sha256: r.text for r in session.scalars(select(Response))}
+    # Each prompt is embedded as its own text too (for near-duplicate prompts), under the same model.
+    texts |= {p.text_sha256: prompt_text(p.prompt) for p in session.scalars(select(Prompt))}
     stored = {e.text_sha256: e for e in session.scalars(select(Embedding))}
     assert set(stored) == set(texts)  # every distinct text, once, under the project's model only
     assert {e.model for e in stored.values()} == {model}
@@ -132,6 +135,11 @@ def test_changing_the_model_reembeds_untouched_prompts_and_keeps_claimed_ones(
     assert changed.json()["embedding_model"] == DEFAULT_EMBEDDING_MODEL
     sent = sent_prompt_ids(recorded_tasks)
     assert sorted(sent) == sorted(ids[e] for e in untouched)
+    # The prompts that keep their pairs get vectors under the new model too, without being paired again.
+    vectors_only = [
+        i for name, kw in recorded_tasks if name == "embeddings.embed_texts" for i in kw["prompt_ids"]
+    ]
+    assert sorted(vectors_only) == sorted(ids[e] for e in kept)
     assert {e: s for e, s in statuses(session).items() if e in untouched} == dict.fromkeys(
         untouched, "pending"
     )
@@ -151,12 +159,20 @@ def test_changing_the_model_reembeds_untouched_prompts_and_keeps_claimed_ones(
         for e in session.scalars(select(Embedding).where(Embedding.model == DEFAULT_EMBEDDING_MODEL))
     }
     texts = session.execute(select(Prompt.external_id, Response.text_sha256).join(Response)).all()
+    texts += session.execute(select(Prompt.external_id, Prompt.text_sha256)).all()
     assert {sha for e, sha in texts if e in untouched} == set(minilm)  # only untouched prompts' texts
     assert {e.dim for e in minilm.values()} == {384}
     rebuilt = pairs_by_prompt(session)
     for external_id in untouched - {"single"}:
         assert rebuilt[external_id].isdisjoint(before[external_id])  # new pair rows, chosen under MiniLM
     assert all(rebuilt[e] == before[e] for e in kept)
+    embed_texts(vectors_only)
+    session.expire_all()
+    minilm_now = set(
+        session.scalars(select(Embedding.text_sha256).where(Embedding.model == DEFAULT_EMBEDDING_MODEL))
+    )
+    assert minilm_now == {sha for _, sha in texts}  # the kept prompts' texts too, now
+    assert pairs_by_prompt(session) == rebuilt  # ... without choosing their pairs again
     label = session.scalars(select(Label)).one()
     assert label.assignment_id.hex == labelled["assignment_id"].replace("-", "")
 

@@ -16,6 +16,7 @@ from app.neighbors import index as index_module
 from app.neighbors.index import building, versions
 from app.neighbors.service import build_index, folder_for
 from app.projects.models import Project
+from app.prompts.models import Response
 
 pytestmark = pytest.mark.embedding
 
@@ -171,10 +172,16 @@ def test_stats_count_near_and_exact_duplicates(client: Any, project: dict[str, A
     pid = project["id"]
     with db.session() as session:
         model = session.get_one(Project, uuid.UUID(pid)).embedding_model
+        # Response texts only: the prompts' own vectors are stored beside them and indexed apart.
+        response_texts = select(Response.text_sha256)
         vectors = np.stack(
             [
                 from_bytes(e.vector, e.dim)
-                for e in session.scalars(select(Embedding).where(Embedding.model == model))
+                for e in session.scalars(
+                    select(Embedding).where(
+                        Embedding.model == model, Embedding.text_sha256.in_(response_texts)
+                    )
+                )
             ]
         )
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

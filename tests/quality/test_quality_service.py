@@ -15,6 +15,7 @@ from app.exports.service import run_export
 from app.pairs.models import Pair
 from app.prompts.models import Response
 from app.quality.agreement import krippendorff_alpha_nominal
+from app.quality.service import aggregate_project
 from tests.factories import make_pairs, make_project
 
 
@@ -37,7 +38,8 @@ def vote(client: Any, project_id: Any, annotator: str, canonical: str) -> Any:
 
 
 @pytest.fixture
-def overlap(client: Any, session: Any) -> Any:
+def overlap(client: Any, session: Any, recorded_tasks: list[Any]) -> Any:
+    """Twelve labels on four pairs; tasks are recorded, not run, so aggregation happens when a test says."""
     project = make_project(session, annotations_per_pair=3, gold_rate=0.0)
     pairs = make_pairs(session, project, 4, priorities=[0.9, 0.8, 0.7, 0.6])
     session.commit()
@@ -50,9 +52,18 @@ def overlap(client: Any, session: Any) -> Any:
 
 
 class TestQuality:
-    def test_agreement_and_aggregates(self, client: Any, overlap: Any, session: Any) -> None:
+    def test_agreement_and_aggregates(
+        self, client: Any, overlap: Any, session: Any, recorded_tasks: list[Any]
+    ) -> None:
         project, pairs, plan = overlap
+        # Twelve labels inside one debounce window ask for one aggregation.
+        assert recorded_tasks == [("quality.aggregate", {"project_id": str(project.id)})]
+        before = client.get(f"/v1/projects/{project.id}/quality").json()
+        assert (before["computed_at"], before["stale"], before["labels"]) == (None, True, 0)
+        assert aggregate_project(str(project.id)) is True
         quality = client.get(f"/v1/projects/{project.id}/quality").json()
+        assert quality["computed_at"] is not None
+        assert quality["stale"] is False
         expected_alpha = krippendorff_alpha_nominal(
             [(n, f"ann{i + 1}", v) for n, votes in enumerate(plan) for i, v in enumerate(votes)]
         )
@@ -75,7 +86,7 @@ class TestQuality:
         self, client: Any, overlap: Any, db: Any, recorded_tasks: list[Any]
     ) -> None:
         project, pairs, _ = overlap
-        client.get(f"/v1/projects/{project.id}/quality")
+        aggregate_project(str(project.id))
         queue = client.get(f"/v1/projects/{project.id}/review").json()
         # The three-way split first (lowest agreement), the 2-1 pair (2/3) is above the 0.6 default.
         assert [item["pair_id"] for item in queue] == [str(pairs[2].id)]

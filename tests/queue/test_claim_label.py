@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.api.clock import get_now
 from app.auth.context import Caller
 from app.auth.models import Role
 from app.db.base import utcnow
 from app.errors import NotFound
-from app.pairs.models import Pair
-from app.queue import service
-from app.queue.models import Label
+from app.pairs.models import Pair, PairSlot
+from app.projects.models import Project
+from app.queue import repository, service
+from app.queue.models import Assignment, Label
 from tests.factories import make_pairs, make_project
 
 
@@ -159,3 +161,55 @@ class TestLabel:
         bob = Caller(name="bob", role=Role.ANNOTATOR, projects=frozenset({project.id}))
         with db.session() as s, pytest.raises(NotFound):
             service.get_assignment(s, bob, assignment_id)
+
+
+class TestReleasedFirst:
+    """Slots of released pairs (budget already spent) are handed out before new pairs are opened."""
+
+    def test_a_released_pairs_sibling_slot_beats_a_higher_priority_new_pair(
+        self, client: Any, session: Any
+    ) -> None:
+        project = make_project(session, annotations_per_pair=2)
+        opened, newer = make_pairs(session, project, 2, priorities=[0.9, 0.5])
+        session.commit()
+        assert claim(client, project.id, "ann0").json()["assignment_id"]
+        query = select(PairSlot.slot, PairSlot.released).where(PairSlot.pair_id == opened.id)
+        flags = {slot: released for slot, released in session.execute(query)}
+        assert flags == {0: True, 1: True}  # the claimed slot and its sibling
+        # Active learning re-ranks the other pair above it: a released pair still comes first.
+        session.execute(update(PairSlot).where(PairSlot.pair_id == newer.id).values(priority=0.99))
+        session.commit()
+        second = claim(client, project.id, "ann1").json()
+        assignment = session.get(Assignment, uuid.UUID(second["assignment_id"]))
+        assert assignment is not None
+        assert assignment.pair_id == opened.id
+
+    def test_reconcile_mends_a_sibling_flag_a_crashed_claim_left(self, client: Any, session: Any) -> None:
+        project = make_project(session, annotations_per_pair=2)
+        (pair,) = make_pairs(session, project, 1)
+        session.commit()
+        assert claim(client, project.id, "ann0").status_code == 200
+        session.execute(
+            update(PairSlot).where(PairSlot.pair_id == pair.id, PairSlot.slot == 1).values(released=False)
+        )
+        session.commit()
+        assert repository.reconcile_released_flags(session) == 1
+        session.commit()
+        assert repository.reconcile_released_flags(session) == 0
+        assert all(session.scalars(select(PairSlot.released).where(PairSlot.pair_id == pair.id)))
+
+    def test_a_claim_the_budget_refuses_leaves_no_trace(self, client: Any, session: Any, db: Any) -> None:
+        project = make_project(session, budget=1)
+        make_pairs(session, project, 2, priorities=[0.9, 0.5])
+        session.commit()
+        with db.session() as stale:
+            loaded = stale.get_one(Project, project.id)  # still says 0 of 1 pairs released
+            assert claim(client, project.id, "first").status_code == 200  # spends the whole budget
+            assert service.claim(stale, loaded, "late", utcnow()) == service.QueueReason.BUDGET_SPENT
+        late = select(func.count()).select_from(Assignment).where(Assignment.annotator == "late")
+        assert session.scalar(late) == 0
+        released = select(func.count()).select_from(Pair).where(Pair.released_at.is_not(None))
+        assert session.scalar(released) == 1
+        leased = select(func.count()).select_from(PairSlot).where(PairSlot.lease_assignment_id.is_not(None))
+        assert session.scalar(leased) == 1
+        assert session.scalar(select(func.count()).select_from(PairSlot).where(PairSlot.released)) == 1
