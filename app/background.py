@@ -23,12 +23,15 @@ TASKS: dict[str, str] = {
     "embeddings.embed_prompts": "app.embeddings.service:embed_prompts",
     "embeddings.embed_texts": "app.embeddings.service:embed_texts",
     "exports.run_export": "app.exports.service:run_export",
+    "exports.run_schedules": "app.schedules.service:run_schedules",
     "maintenance.reconcile": "app.maintenance:reconcile",
     "neighbors.build_index": "app.neighbors.service:build_index",
     "neighbors.mark_redundant": "app.neighbors.redundancy:mark_redundant",
     "neighbors.sweep_redundant": "app.neighbors.redundancy:sweep_redundant",
     "quality.aggregate": "app.quality.service:aggregate_project",
     "quality.aggregate_stale": "app.quality.service:aggregate_stale",
+    "webhooks.deliver": "app.webhooks.service:deliver",
+    "webhooks.sweep": "app.webhooks.service:sweep",
 }
 QUEUES: dict[str, str] = {"embeddings.embed_prompts": "embeddings", "embeddings.embed_texts": "embeddings"}
 DEFAULT_QUEUE = "default"
@@ -52,6 +55,8 @@ def periodic_tasks() -> list[tuple[str, float]]:
         ("maintenance.reconcile", settings.reconcile_interval_seconds),
         ("quality.aggregate_stale", settings.quality_aggregate_interval_seconds),
         ("neighbors.sweep_redundant", settings.redundant_sweep_interval_seconds),
+        ("exports.run_schedules", settings.export_schedule_check_seconds),
+        ("webhooks.sweep", settings.webhook_sweep_interval_seconds),
     ]
 
 

@@ -1,4 +1,4 @@
-"""The `real-align` command: serve (embedded default), api, worker, beat, migrate, keys."""
+"""The `real-align` command: serve (embedded default), api, worker, beat, migrate, keys; export, ingest."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ADMIN_KEY_FILE = Path(".real-align-admin-key")
 
@@ -225,6 +227,87 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Start a DPO export through the HTTP API, wait for it and download the file (the real_align client)."""
+    from real_align import Client, RealAlignError
+
+    if not args.api_key:
+        print("an API key is needed: --api-key or REAL_API_KEY", file=sys.stderr)
+        return 2
+    if args.wait and not args.out:
+        print("--out FILE is needed (or --no-wait to only start the export)", file=sys.stderr)
+        return 2
+    if not args.wait and args.out:
+        print("--out downloads the file, which needs --wait", file=sys.stderr)
+        return 2
+    with Client(args.url, args.api_key) as client:
+        try:
+            run = client.export(
+                args.project_id,
+                format=args.format,
+                style=args.style,
+                compression=args.compression,
+                since=args.since,
+            )
+            if not args.wait:
+                print(f"export {run.id}: {run.status}")
+                return 0
+            run = client.wait_for_export(run.id, timeout=args.timeout, progress=not args.quiet)
+            path = client.download_export(run.id, args.out, progress=not args.quiet)
+        except RealAlignError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    print(f"export {run.id}: {run.rows} rows, sha256 {run.sha256} -> {path}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Send a JSONL file of prompts ({external_id?, prompt, responses, metadata?} a line) through the API."""
+    import json
+
+    from real_align import Client, RealAlignError
+
+    if not args.api_key:
+        print("an API key is needed: --api-key or REAL_API_KEY", file=sys.stderr)
+        return 2
+
+    def records() -> Iterator[dict[str, Any]]:
+        with open(args.file, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise SystemExit(f"{args.file}:{number}: not JSON: {exc}") from exc
+
+    with Client(args.url, args.api_key) as client:
+        try:
+            result = client.ingest(
+                args.project_id, records(), batch_size=args.batch_size, progress=not args.quiet
+            )
+            conflicts = result.conflicts
+            print(f"accepted {result.accepted}, duplicates {result.duplicates}, conflicts {len(conflicts)}")
+            for conflict in conflicts:
+                print(f"  conflict: record {conflict.index + 1} ({conflict.external_id}): {conflict.detail}")
+            if args.wait:
+                quiet = args.quiet
+                stats = client.wait_until_ready(args.project_id, timeout=args.timeout, progress=not quiet)
+                print(f"ready: {stats.embedded}/{stats.responses} responses embedded, {stats.pairs} pairs")
+        except RealAlignError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 1 if result.conflicts else 0
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", default=os.environ.get("REAL_URL", "http://127.0.0.1:8000"), help="env REAL_URL"
+    )
+    parser.add_argument("--api-key", default=os.environ.get("REAL_API_KEY"), help="env REAL_API_KEY")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds to wait at most")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="real-align", description=__doc__)
@@ -259,6 +342,23 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=cmd_keys)
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=cmd_migrate)
+    export = sub.add_parser("export", help="export a project's DPO data through the API (client)")
+    export.add_argument("project_id")
+    export.add_argument("--format", choices=["jsonl", "parquet"], help="server default: jsonl")
+    export.add_argument("--style", choices=["standard", "conversational"], help="server default: standard")
+    export.add_argument("--compression", choices=["none", "gzip"], help="server default: none")
+    export.add_argument("--since", metavar="EXPORT_ID", help="only pairs completed after this export")
+    export.add_argument("--out", help="file (or existing folder) to download the export to")
+    export.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True)
+    _add_client_options(export)
+    export.set_defaults(func=cmd_export)
+    ingest = sub.add_parser("ingest", help="send a JSONL file of prompts through the API (client)")
+    ingest.add_argument("project_id")
+    ingest.add_argument("file", help="JSONL: {external_id?, prompt, responses, metadata?} per line")
+    ingest.add_argument("--batch-size", type=int, default=500)
+    ingest.add_argument("--wait", action=argparse.BooleanOptionalAction, default=False, help="until embedded")
+    _add_client_options(ingest)
+    ingest.set_defaults(func=cmd_ingest)
     return parser
 
 

@@ -53,6 +53,23 @@ class Settings(BaseSettings):
     db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     export_dir: Path = Path("./exports")
+    # An fsspec URL (e.g. s3://bucket/prefix; `pip install real-align[s3]`) to write exports to instead of
+    # export_dir. Credentials come from the filesystem's own environment (AWS_* for s3fs).
+    export_url: str | None = None
+    # A running export whose heartbeat is older than this is taken as dead and queued again.
+    export_stale_after_seconds: int = Field(default=600, ge=1)
+    export_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # Rows per Parquet row group (and per batch buffered before it is written).
+    export_row_group_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+    # How often exports.run_schedules looks for due export schedules (a cron slot runs up to this late).
+    export_schedule_check_seconds: float = Field(default=60.0, gt=0)
+    # Export webhooks: per-attempt timeout, attempts before a delivery fails, and the backoff between
+    # attempts (doubling from webhook_backoff_seconds, capped); the sweep re-sends due retries.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_backoff_seconds: float = Field(default=30.0, ge=0)
+    webhook_backoff_max_seconds: float = Field(default=3600.0, ge=0)
+    webhook_sweep_interval_seconds: float = Field(default=30.0, gt=0)
     # Cross-prompt neighbour indexes, versioned per project and model; shared by the API and the workers.
     index_dir: Path = Path("./indexes")
     # Below this many distinct vectors the index is an exact numpy matrix (as fast as HNSW at that size and

@@ -15,6 +15,7 @@ from app import background
 from app.config import get_settings
 from app.db.base import utcnow
 from app.db.session import get_database
+from app.exports import service as exports
 from app.exports.models import ExportRun, ExportStatus
 from app.prompts.models import Prompt, PromptStatus
 from app.queue import repository as queue_repository
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
-    """Re-send embedding for prompts pending too long and exports queued too long; record expired leases."""
+    """Re-send embedding for prompts pending too long, exports queued too long and exports whose worker
+    died while running (stale heartbeat); record expired leases."""
     settings = get_settings()
     age = settings.reconcile_after_seconds if older_than_seconds is None else older_than_seconds
     cutoff = utcnow() - timedelta(seconds=age)
@@ -48,6 +50,8 @@ def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
                 )
             )
         ]
+    # Running exports whose worker stopped heartbeating go back to queued (compare-and-set) and are re-sent.
+    export_ids += exports.requeue_stale()
     chunk = settings.embed_chunk_prompts
     for start in range(0, len(prompt_ids), chunk):
         background.dispatch("embeddings.embed_prompts", {"prompt_ids": prompt_ids[start : start + chunk]})

@@ -14,6 +14,8 @@ from app.projects.router import router as projects_router
 from app.prompts.router import router as prompts_router
 from app.quality.router import router as quality_router
 from app.queue.router import router as queue_router
+from app.schedules.router import router as schedules_router
+from app.webhooks.router import router as webhooks_router
 
 api_router = APIRouter(prefix="/v1")
 for _router in (
@@ -27,5 +29,7 @@ for _router in (
     exports_router,
     neighbors_router,
     quality_router,
+    schedules_router,
+    webhooks_router,
 ):
     api_router.include_router(_router)

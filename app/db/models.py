@@ -10,6 +10,8 @@ from app.projects.models import Project
 from app.prompts.models import Prompt, Response
 from app.quality.models import QualitySnapshot
 from app.queue.models import Assignment, Label
+from app.schedules.models import ExportSchedule
+from app.webhooks.models import ExportWebhook, WebhookDelivery
 
 __all__ = [
     "AnnotatorQuality",
@@ -18,6 +20,8 @@ __all__ = [
     "AuditEvent",
     "Embedding",
     "ExportRun",
+    "ExportSchedule",
+    "ExportWebhook",
     "Job",
     "Label",
     "Pair",
@@ -28,4 +32,5 @@ __all__ = [
     "Prompt",
     "QualitySnapshot",
     "Response",
+    "WebhookDelivery",
 ]

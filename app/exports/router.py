@@ -1,53 +1,65 @@
-"""DPO exports: start one, follow it, download the file."""
+"""DPO exports: start one, list and follow them, download the data file and its manifest."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, status
-from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, status
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from app.api.deps import DataTeamDep, SessionDep
+from app.api.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
 from app.api.responses import problems
-from app.exports import service
+from app.exports import service, storage
 from app.exports.models import ExportRun, ExportStatus
+from app.exports.schemas import ExportRead, ExportRequest, Manifest, ManifestSummary
 from app.projects import service as projects
-from app.schemas import Input
 
 router = APIRouter(tags=["exports"])
 
-
-class ExportCreate(Input):
-    format: Literal["jsonl"] = "jsonl"
-
-
-class ExportRead(BaseModel):
-    id: uuid.UUID
-    project_id: uuid.UUID
-    format: str
-    status: ExportStatus
-    snapshot_at: datetime
-    rows: int | None
-    sha256: str | None
-    error: str | None
-    created_at: datetime
-    finished_at: datetime | None
+_FILE_TYPES = {
+    "application/x-ndjson": {},
+    "application/gzip": {"schema": {"type": "string", "format": "binary"}},
+    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+}
 
 
 def _read(run: ExportRun) -> ExportRead:
+    manifest = run.manifest
+    summary = (
+        ManifestSummary(
+            schema_version=manifest["schema_version"],
+            rows=manifest["counts"]["rows"],
+            excluded=manifest["counts"]["excluded"],
+            label_counts=manifest["counts"]["labels"],
+            files=manifest["files"],
+        )
+        if manifest
+        else None
+    )
+    succeeded = run.status == ExportStatus.SUCCEEDED
     return ExportRead(
         id=run.id,
         project_id=run.project_id,
         format=run.format,
-        status=ExportStatus(run.status),
+        style=run.style,
+        compression=run.compression,
+        since=run.since_export_id,
+        since_snapshot_at=run.since_snapshot_at,
+        filters=run.filters or {},
+        status=run.status,
         snapshot_at=run.snapshot_at,
         rows=run.rows,
         sha256=run.sha256,
+        bytes=run.bytes,
+        file_name=service.data_name(run) if succeeded and run.path else None,
+        media_type=service.media_type(run),
+        manifest=summary,
         error=run.error,
+        attempts=run.attempts,
         created_at=run.created_at,
+        started_at=run.started_at,
         finished_at=run.finished_at,
     )
 
@@ -59,31 +71,80 @@ def _read(run: ExportRun) -> ExportRead:
     responses=problems(404),
 )
 def create_export(
-    project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep, body: ExportCreate | None = None
+    project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep, body: ExportRequest | None = None
 ) -> ExportRead:
-    """Start a DPO export of the labels as of now."""
+    """Start a DPO export of the labels as of `snapshot_at` (default now); see docs/exports.md."""
     project = projects.get(session, caller, project_id)
-    return _read(service.create(session, caller, project, (body or ExportCreate()).format))
+    return _read(service.create(session, caller, project, body or ExportRequest()))
+
+
+@router.get("/projects/{project_id}/exports", response_model=Page[ExportRead], responses=problems(404))
+def list_exports(
+    project_id: uuid.UUID,
+    session: SessionDep,
+    caller: DataTeamDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+    status: Annotated[ExportStatus | None, Query(description="Only exports in this state.")] = None,
+) -> Page[ExportRead]:
+    """The project's exports, newest first."""
+    project = projects.get(session, caller, project_id)
+    runs, last = service.list_exports(
+        session, project, after=decode_cursor(cursor), limit=limit, status=status
+    )
+    return Page(items=[_read(r) for r in runs], next_cursor=encode_cursor(last) if last else None)
+
+
+@router.get("/projects/{project_id}/exports/latest", response_model=ExportRead, responses=problems(404))
+def latest_export(
+    project_id: uuid.UUID,
+    session: SessionDep,
+    caller: DataTeamDep,
+    format: Annotated[
+        Literal["jsonl", "parquet"] | None, Query(description="Only exports in this format.")
+    ] = None,
+) -> ExportRead:
+    """The project's newest succeeded export; 404 if there is none."""
+    project = projects.get(session, caller, project_id)
+    return _read(service.latest(session, project, format))
 
 
 @router.get("/exports/{export_id}", response_model=ExportRead, responses=problems(404))
 def get_export(export_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> ExportRead:
-    """An export's status, row count and sha256."""
+    """An export's request, status, row count, sha256 and manifest summary."""
     return _read(service.get(session, caller, export_id))
 
 
 @router.get(
     "/exports/{export_id}/file",
-    response_class=FileResponse,
+    response_class=Response,
     responses={
-        200: {"content": {"application/x-ndjson": {}}, "description": "The JSONL file"},
+        200: {"content": _FILE_TYPES, "description": "The data file (JSONL, gzipped JSONL or Parquet)"},
         **problems(404, 409),
     },
 )
-def download_export(export_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> FileResponse:
-    """The export file, streamed (TRL preference format, one JSON object per line)."""
+def download_export(export_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Response:
+    """The data file, streamed from the export storage; its sha256 is the export's `sha256`."""
     run = service.get(session, caller, export_id)
-    path = service.file_path(run)
-    if not path.exists():
-        raise service.NotFound(f"the file of export {export_id} is missing from the export directory")
-    return FileResponse(path, media_type="application/x-ndjson", filename=f"{run.project_id}-{run.id}.jsonl")
+    location, name = service.data_file(run)
+    filename = f"{run.project_id}-{run.id}-{name}"
+    local = storage.local_path(location, name)
+    if local is not None:
+        return FileResponse(local, media_type=service.media_type(run), filename=filename)
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if run.bytes is not None:
+        headers["Content-Length"] = str(run.bytes)
+    return StreamingResponse(
+        storage.iter_bytes(location, name), media_type=service.media_type(run), headers=headers
+    )
+
+
+@router.get(
+    "/exports/{export_id}/manifest",
+    response_model=Manifest,
+    responses=problems(404, 409),
+)
+def export_manifest(export_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Response:
+    """manifest.json as stored beside the data file: request, counts, sha256 and bytes of the data file."""
+    run = service.get(session, caller, export_id)
+    return Response(service.manifest_bytes(run), media_type="application/json")

@@ -1,49 +1,131 @@
-"""DPO export: TRL's prompt/chosen/rejected, one line per pair with a winner, as of a snapshot."""
+"""DPO exports: queue one from a request, run it (streaming, deterministic), find and read finished ones.
+
+``create(session, caller, project, request)`` is the one entry point, for the API and for schedulers alike.
+``run_export(export_id)`` is the task: it takes the run with a compare-and-set (so of two deliveries one
+writes), heartbeats while it works, and finishes only if it still holds the run. ``requeue_stale`` gives a
+run whose worker died back to the queue. See docs/exports.md for the file formats and the manifest.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
+import time
 import uuid
-from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
+from datetime import datetime, timedelta
+from functools import cache
+from importlib import metadata
+from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth.context import Caller
 from app.config import get_settings
 from app.db.after_commit import send_after_commit
 from app.db.base import utcnow
-from app.db.session import get_database
-from app.errors import Conflict, NotFound
+from app.db.session import Database, get_database
+from app.errors import Conflict, InvalidInput, NotFound
+from app.exports import rows as R
+from app.exports import snapshot, storage, writers
 from app.exports.models import ExportRun, ExportStatus
-from app.pairs.models import Pair
+from app.exports.rows import prompt_text, winner_of
+from app.exports.schemas import ExportRequest, iso
 from app.projects import service as projects
 from app.projects.models import Project
-from app.prompts.models import Prompt, Response
-from app.queue.models import Label
+from app.webhooks import service as webhooks
+
+__all__ = [
+    "MANIFEST_NAME",
+    "SCHEMA_VERSION",
+    "create",
+    "get",
+    "latest",
+    "list_exports",
+    "prompt_text",
+    "requeue_stale",
+    "run_export",
+    "winner_of",
+]
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("jsonl",)
+# Bump when a column, a formula or the manifest changes meaning (docs/exports.md keeps the history).
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+JSONL_BATCH_ROWS = 500
 
 
-def create(session: Session, caller: Caller, project: Project, fmt: str) -> ExportRun:
-    """Queue an export of the project's labels as of now."""
-    run = ExportRun(project_id=project.id, format=fmt, status=ExportStatus.QUEUED, snapshot_at=utcnow())
+@cache
+def code_version() -> str:
+    try:
+        return f"real-align {metadata.version('real-align')}"
+    except metadata.PackageNotFoundError:
+        return "real-align unknown"
+
+
+# ------------------------------------------------------------------------------------------- requests
+
+
+def create(
+    session: Session, caller: Caller, project: Project, request: ExportRequest, *, now: datetime | None = None
+) -> ExportRun:
+    """Queue an export of the project's labels as of ``request.snapshot_at`` (default: now)."""
+    now = now or utcnow()
+    snapshot_at = request.snapshot_at or now
+    if snapshot_at > now:
+        raise InvalidInput(f"snapshot_at {iso(snapshot_at)} is in the future", field="snapshot_at")
+    since_snapshot_at = None
+    if request.since is not None:
+        since = session.get(ExportRun, request.since)
+        if since is None or since.project_id != project.id:
+            raise InvalidInput(f"no export {request.since} in this project", field="since")
+        if since.status != ExportStatus.SUCCEEDED:
+            raise InvalidInput(f"export {since.id} is {since.status}, not succeeded", field="since")
+        if since.snapshot_at > snapshot_at:
+            raise InvalidInput(
+                f"export {since.id} has a later snapshot ({iso(since.snapshot_at)}) than this one",
+                field="since",
+            )
+        since_snapshot_at = since.snapshot_at
+    run = ExportRun(
+        project_id=project.id,
+        format=request.format,
+        style=request.style,
+        compression=request.compression,
+        since_export_id=request.since,
+        since_snapshot_at=since_snapshot_at,
+        filters=request.filters.normalised(),
+        status=ExportStatus.QUEUED,
+        snapshot_at=snapshot_at,
+        attempts=0,
+    )
     session.add(run)
     session.flush()
     audit.record(
-        session, caller, "export.created", "export", run.id, {"project_id": str(project.id), "format": fmt}
+        session,
+        caller,
+        "export.created",
+        "export",
+        run.id,
+        {"project_id": str(project.id), **request_of(run)},
     )
     send_after_commit(session, "exports.run_export", export_id=str(run.id))
     return run
+
+
+def request_of(run: ExportRun) -> dict[str, Any]:
+    """The run's request as stored, every default filled in (what the manifest records)."""
+    return {
+        "format": run.format,
+        "style": run.style,
+        "compression": run.compression,
+        "snapshot_at": iso(run.snapshot_at),
+        "since": str(run.since_export_id) if run.since_export_id else None,
+        "filters": run.filters or {},
+    }
 
 
 def get(session: Session, caller: Caller, export_id: uuid.UUID) -> ExportRun:
@@ -54,128 +136,273 @@ def get(session: Session, caller: Caller, export_id: uuid.UUID) -> ExportRun:
     return run
 
 
-def file_path(run: ExportRun) -> Path:
-    """Where a succeeded export's file lies; 409 while it is not ready."""
+def list_exports(
+    session: Session, project: Project, *, after: uuid.UUID | None, limit: int, status: str | None = None
+) -> tuple[list[ExportRun], uuid.UUID | None]:
+    """A page of the project's exports, newest first, and the id to continue after (or None)."""
+    query = select(ExportRun).where(ExportRun.project_id == project.id).order_by(ExportRun.id.desc())
+    if status is not None:
+        query = query.where(ExportRun.status == status)
+    if after is not None:
+        query = query.where(ExportRun.id < after)
+    found = list(session.scalars(query.limit(limit + 1)))
+    return found[:limit], (found[limit - 1].id if len(found) > limit else None)
+
+
+def latest(session: Session, project: Project, fmt: str | None = None) -> ExportRun:
+    """The project's newest succeeded export (of this format, if given), or 404."""
+    query = select(ExportRun).where(
+        ExportRun.project_id == project.id, ExportRun.status == ExportStatus.SUCCEEDED
+    )
+    if fmt is not None:
+        query = query.where(ExportRun.format == fmt)
+    run = session.scalars(query.order_by(ExportRun.id.desc()).limit(1)).first()
+    if run is None:
+        raise NotFound(f"project {project.id} has no succeeded export" + (f" in {fmt}" if fmt else ""))
+    return run
+
+
+# ------------------------------------------------------------------------------------------- files
+
+
+def data_name(run: ExportRun) -> str:
+    if run.location is None and run.path:  # an export written before manifests: <project>/<id>.jsonl
+        return PurePosixPath(run.path).name
+    return writers.data_file_name(run.format, run.compression)
+
+
+def media_type(run: ExportRun) -> str:
+    return writers.media_type(run.format, run.compression)
+
+
+def _location(run: ExportRun) -> str:
     if run.status != ExportStatus.SUCCEEDED or not run.path:
         raise Conflict(f"export {run.id} is {run.status}, not succeeded")
-    return Path(run.path)
+    if run.location is None:
+        return str(PurePosixPath(run.path).parent)
+    return run.location
 
 
-def prompt_text(prompt: Any) -> str:
-    """TRL's standard format wants a string prompt; chat messages become a role-tagged transcript."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)
+def data_file(run: ExportRun) -> tuple[str, str]:
+    """(location, name) of a succeeded export's data file; 409 while not ready, 404 if it is gone."""
+    location, name = _location(run), data_name(run)
+    if not storage.exists(location, name):
+        raise NotFound(f"the file of export {run.id} is missing from the export storage")
+    return location, name
 
 
-def winner_of(labels: list[tuple[str, uuid.UUID | None]]) -> uuid.UUID | None:
-    """The response with strictly more votes than the other and than tie/both_bad votes together."""
-    votes = Counter(w for _, w in labels if w is not None)
-    abstain = sum(1 for _, w in labels if w is None)
-    ranked = votes.most_common()
-    if not ranked:
-        return None
-    best, count = ranked[0]
-    runner_up = ranked[1][1] if len(ranked) > 1 else 0
-    return best if count > runner_up and count > abstain else None
+def manifest_bytes(run: ExportRun) -> bytes:
+    """manifest.json of a succeeded export, as stored."""
+    location = _location(run)
+    if run.location is None or not storage.exists(location, MANIFEST_NAME):
+        raise NotFound(f"export {run.id} has no manifest (written before manifests, or removed)")
+    return storage.read_bytes(location, MANIFEST_NAME)
 
 
-def _rows(session: Session, run: ExportRun) -> Iterator[dict[str, Any]]:
-    ra, rb = aliased(Response), aliased(Response)
-    query = (
-        select(
-            Pair.id,
-            Pair.similarity,
-            Prompt.external_id,
-            Prompt.prompt,
-            ra,
-            rb,
-            Label.choice,
-            Label.winner_response_id,
-            Pair.review_verdict,
-        )
-        .join(Label, Label.pair_id == Pair.id)
-        .join(Prompt, Prompt.id == Pair.prompt_id)
-        .join(ra, ra.id == Pair.response_a_id)
-        .join(rb, rb.id == Pair.response_b_id)
-        .where(Pair.project_id == run.project_id, Label.labeled_at <= run.snapshot_at)
-        .where(Pair.gold_answer.is_(None))  # gold pairs are checks on annotators, not training data
-        .order_by(Pair.id, Label.id)
-        .execution_options(yield_per=500)
+# ------------------------------------------------------------------------------------------- the task
+
+
+class Superseded(Exception):
+    """This run no longer holds the export (it was re-queued as stuck and taken by another run)."""
+
+
+class Heartbeat:
+    """Marks the run alive at most every ``interval`` seconds; raises Superseded once it lost the run."""
+
+    def __init__(self, db: Database, export_id: uuid.UUID, attempt: int, interval: float) -> None:
+        self.db, self.export_id, self.attempt, self.interval = db, export_id, attempt, interval
+        self.last = time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.last >= self.interval:
+            self.beat()
+
+    def beat(self) -> None:
+        with self.db.session() as session:
+            held = session.execute(
+                update(ExportRun)
+                .where(*_held(self.export_id, self.attempt))
+                .values(heartbeat_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            if held.rowcount != 1:  # type: ignore[attr-defined]
+                raise Superseded(str(self.export_id))
+        self.last = time.monotonic()
+
+
+def _held(export_id: uuid.UUID, attempt: int) -> tuple[Any, ...]:
+    return (
+        ExportRun.id == export_id,
+        ExportRun.status == ExportStatus.RUNNING,
+        ExportRun.attempts == attempt,
     )
-    current: uuid.UUID | None = None
-    group: list[Any] = []
-    for row in session.execute(query):
-        if row[0] != current and group:
-            line = _line(group)
-            if line:
-                yield line
-            group = []
-        current = row[0]
-        group.append(row)
-    if group:
-        line = _line(group)
-        if line:
-            yield line
 
 
-def _line(group: list[Any]) -> dict[str, Any] | None:
-    pair_id, similarity, external_id, prompt, a, b = group[0][:6]
-    verdict = group[0][8]
-    if verdict is not None:  # a reviewer's verdict overrides the labels
-        winner = {"a": a.id, "b": b.id}.get(verdict)
-    else:
-        winner = winner_of([(row[6], row[7]) for row in group])
-    if winner is None:
-        return None
-    chosen, rejected = (a, b) if winner == a.id else (b, a)
-    return {
-        "prompt": prompt_text(prompt),
-        "chosen": chosen.text,
-        "rejected": rejected.text,
-        "prompt_external_id": external_id,
-        "pair_id": str(pair_id),
-        "similarity": similarity,
-        "chosen_model": chosen.model,
-        "rejected_model": rejected.model,
-    }
-
-
-def run_export(export_id: str) -> None:
-    """Write the export file atomically, record rows and sha256. A finished export is never rewritten."""
-    db = get_database()
+def _take(db: Database, export_id: uuid.UUID) -> int | None:
+    """Compare-and-set queued → running; the attempt number this run holds, or None if it is not ours."""
+    settings = get_settings()
     with db.session() as session:
-        # Compare-and-set: of two deliveries of this task (a retry, the reconciler), one writes the file.
+        run = session.get(ExportRun, export_id)
+        if run is None or run.status != ExportStatus.QUEUED:
+            return None
+        now = utcnow()
         taken = session.execute(
             update(ExportRun)
-            .where(ExportRun.id == uuid.UUID(export_id), ExportRun.status == ExportStatus.QUEUED)
-            .values(status=ExportStatus.RUNNING)
+            .where(
+                ExportRun.id == export_id,
+                ExportRun.status == ExportStatus.QUEUED,
+                ExportRun.attempts == run.attempts,
+            )
+            .values(
+                status=ExportStatus.RUNNING,
+                attempts=run.attempts + 1,
+                started_at=now,
+                heartbeat_at=now,
+                # Fixed at the first take: a re-run writes the same files to the same place.
+                location=run.location or storage.location_for(settings, run.project_id, run.id),
+            )
             .execution_options(synchronize_session=False)
         )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
-            return
+            return None
+        return run.attempts + 1
+
+
+def run_export(export_id: str) -> None:
+    """Write the export's data file and manifest, then record them. A finished export is never rewritten."""
+    db = get_database()
+    eid = uuid.UUID(export_id)
+    attempt = _take(db, eid)
+    if attempt is None:
+        return
+    settings = get_settings()
+    beat = Heartbeat(db, eid, attempt, settings.export_heartbeat_seconds)
     try:
         with db.session() as session:
-            run = session.get_one(ExportRun, uuid.UUID(export_id))
-            target = get_settings().export_dir / str(run.project_id) / f"{run.id}.{run.format}"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(f"{target.suffix}.{uuid.uuid4().hex}.part")
-            digest = hashlib.sha256()
-            rows = 0
-            with tmp.open("wb") as handle:
-                for line in _rows(session, run):
-                    data = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
-                    handle.write(data)
-                    digest.update(data)
-                    rows += 1
-                handle.flush()
-                os.fsync(handle.fileno())
-            tmp.replace(target)
-            run.rows, run.sha256, run.path = rows, digest.hexdigest(), str(target.resolve())
-            run.status, run.finished_at = ExportStatus.SUCCEEDED, utcnow()
-        log.info("exports.finished", extra={"export_id": export_id, "rows": rows})
+            run = session.get_one(ExportRun, eid)
+            session.expunge(run)
+        result = _write(db, run, beat, settings.export_row_group_rows)
+        with db.session() as session:
+            done = session.execute(
+                update(ExportRun)
+                .where(*_held(eid, attempt))
+                .values(
+                    status=ExportStatus.SUCCEEDED,
+                    rows=result["counts"]["rows"],
+                    sha256=result["file"]["sha256"],
+                    bytes=result["file"]["bytes"],
+                    path=result["path"],
+                    manifest=result["manifest"],
+                    finished_at=utcnow(),
+                    error=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                raise Superseded(export_id)
+            webhooks.export_succeeded(session, eid)  # the webhook event, committed with the success
+        log.info("exports.finished", extra={"export_id": export_id, "rows": result["counts"]["rows"]})
+    except Superseded:
+        log.warning("exports.superseded", extra={"export_id": export_id, "attempt": attempt})
     except Exception as exc:
         with db.session() as session:
-            failed = session.get_one(ExportRun, uuid.UUID(export_id))
-            failed.status, failed.error, failed.finished_at = ExportStatus.FAILED, repr(exc)[:2000], utcnow()
+            session.execute(
+                update(ExportRun)
+                .where(*_held(eid, attempt))
+                .values(status=ExportStatus.FAILED, error=repr(exc)[:2000], finished_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
         raise
+
+
+def _write(db: Database, run: ExportRun, beat: Heartbeat, row_group_rows: int) -> dict[str, Any]:
+    """Stream the rows into the data file, then write manifest.json; what the run row should record."""
+    assert run.location is not None
+    name = writers.data_file_name(run.format, run.compression)
+    tally = snapshot.Tally()
+    with snapshot.read_session(db) as session:
+        stats = snapshot.label_stats(session, run.project_id, run.snapshot_at, beat)
+        with storage.write(run.location, name) as raw:
+            sink = writers.HashingSink(raw)
+            writer = writers.open_writer(run.format, run.style, run.compression, sink)
+            # Parquet writes a row group per batch; JSONL needs no batching beyond amortising the writes.
+            batch_rows = row_group_rows if run.format == "parquet" else JSONL_BATCH_ROWS
+            batch: list[dict[str, Any]] = []
+            for row in snapshot.export_rows(session, run, stats, tally, beat):
+                batch.append(row)
+                if len(batch) >= batch_rows:
+                    writer.write(batch)
+                    batch = []
+            writer.write(batch)
+            writer.close()
+    file_entry = {
+        "sha256": sink.digest.hexdigest(),
+        "bytes": sink.size,
+        "media_type": writers.media_type(run.format, run.compression),
+    }
+    counts = tally.as_dict()
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "code_version": code_version(),
+        "export_id": str(run.id),
+        "project_id": str(run.project_id),
+        "created_at": iso(run.created_at),
+        "request": request_of(run),
+        "snapshot_at": iso(run.snapshot_at),
+        "since_snapshot_at": iso(run.since_snapshot_at) if run.since_snapshot_at else None,
+        "columns": R.columns(),
+        "counts": counts,
+        "dawid_skene": stats.dawid_skene_summary(),
+        "label_smoothing": {
+            "formula": "clip(1 - agreement, 0, 0.5); weight = 1 - 2 * label_smoothing",
+            "single_label": R.SINGLE_LABEL_SMOOTHING,
+            "reviewed": R.REVIEWED_SMOOTHING,
+        },
+        "files": {name: file_entry},
+        "writer": writers.writer_info(run.format, run.compression, row_group_rows),
+    }
+    body = (json.dumps(manifest, ensure_ascii=False, indent=2, allow_nan=False) + "\n").encode("utf-8")
+    beat()
+    with storage.write(run.location, MANIFEST_NAME) as raw:
+        raw.write(body)
+    return {
+        "counts": counts,
+        "file": file_entry,
+        "path": storage.local_path(run.location, name) or f"{run.location}/{name}",
+        "manifest": manifest,
+    }
+
+
+# ------------------------------------------------------------------------------------------- recovery
+
+
+def requeue_stale(now: datetime | None = None, stale_after_seconds: float | None = None) -> list[str]:
+    """Running exports whose heartbeat is older than the limit, put back to queued (compare-and-set on the
+    attempt and the stale heartbeat, so a live run that just beat is left alone); their ids, to dispatch."""
+    settings = get_settings()
+    now = now or utcnow()
+    age = settings.export_stale_after_seconds if stale_after_seconds is None else stale_after_seconds
+    cutoff = now - timedelta(seconds=age)
+    requeued: list[str] = []
+    with get_database().session() as session:
+        stuck = session.execute(
+            select(ExportRun.id, ExportRun.attempts).where(
+                ExportRun.status == ExportStatus.RUNNING,
+                ExportRun.heartbeat_at.is_(None) | (ExportRun.heartbeat_at <= cutoff),
+            )
+        ).all()
+        for export_id, attempts in stuck:
+            moved = session.execute(
+                update(ExportRun)
+                .where(
+                    *_held(export_id, attempts),
+                    ExportRun.heartbeat_at.is_(None) | (ExportRun.heartbeat_at <= cutoff),
+                )
+                .values(status=ExportStatus.QUEUED)
+                .execution_options(synchronize_session=False)
+            )
+            if moved.rowcount == 1:  # type: ignore[attr-defined]
+                requeued.append(str(export_id))
+    if requeued:
+        log.warning("exports.requeued_stale", extra={"exports": requeued})
+    return requeued

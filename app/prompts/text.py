@@ -8,7 +8,7 @@ from typing import Any
 
 def prompt_text(prompt: Any) -> str:
     """A string prompt as it is; chat messages as a role-tagged transcript, turns separated by blank lines."""
-    # The same rendering as app/exports/service.py prompt_text, so the embedded text is the exported prompt.
+    # Exports use this too (app/exports/rows.py), so the embedded text is the exported prompt.
     if isinstance(prompt, str):
         return prompt
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)

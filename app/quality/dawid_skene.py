@@ -84,23 +84,9 @@ def dawid_skene(
         return DawidSkene(cats, {}, dict.fromkeys(cats, uniform), {}, {}, iterations=0, converged=True)
 
     n_items = len(encoded.items)
-    votes = np.bincount(
-        encoded.item * n_categories + encoded.category, minlength=n_items * n_categories
-    ).reshape(n_items, n_categories)
-    # Vote shares are a deterministic start close to the answer, and they pin each hidden class to the
-    # category it is named after (a random start could converge to a relabelled solution).
-    posteriors = votes / votes.sum(axis=1, keepdims=True)
-
-    converged = False
-    iterations = 0
-    while not converged and iterations < max_iter:
-        iterations += 1
-        priors, confusion = _m_step(posteriors, encoded, n_categories, smoothing)
-        # The returned posteriors always come from the returned priors and confusion (E-step last).
-        updated = _e_step(priors, confusion, encoded, n_items)
-        converged = float(np.abs(updated - posteriors).max()) < tol
-        posteriors = updated
-
+    posteriors, priors, confusion, iterations, converged = _fit(
+        encoded, n_items, n_categories, max_iter=max_iter, tol=tol, smoothing=smoothing
+    )
     reliability = (priors[None, :] * np.diagonal(confusion, axis1=1, axis2=2)).sum(axis=1)
     return DawidSkene(
         categories=cats,
@@ -114,6 +100,63 @@ def dawid_skene(
         iterations=iterations,
         converged=converged,
     )
+
+
+def dawid_skene_posteriors(
+    item: IntArray,
+    annotator: IntArray,
+    category: IntArray,
+    *,
+    n_items: int,
+    n_annotators: int,
+    n_categories: int,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    smoothing: float = 0.01,
+) -> tuple[FloatArray, int, bool]:
+    """The same EM on labels already encoded as index arrays: (posteriors (items × categories), iterations,
+    converged). For callers that stream many labels and cannot afford a dict per item (exports).
+
+    Every item index in ``range(n_items)`` must have at least one label. To match ``dawid_skene`` exactly,
+    number items in first-seen order and annotators in sorted-name order, and pass labels item by item.
+    """
+    if n_items == 0:
+        return np.empty((0, n_categories)), 0, True
+    encoded = _Encoded(
+        items=[],
+        annotators=[""] * n_annotators,
+        item=np.asarray(item, dtype=np.int64),
+        annotator=np.asarray(annotator, dtype=np.int64),
+        category=np.asarray(category, dtype=np.int64),
+    )
+    posteriors, _priors, _confusion, iterations, converged = _fit(
+        encoded, n_items, n_categories, max_iter=max_iter, tol=tol, smoothing=smoothing
+    )
+    return posteriors, iterations, converged
+
+
+def _fit(
+    encoded: _Encoded, n_items: int, n_categories: int, *, max_iter: int, tol: float, smoothing: float
+) -> tuple[FloatArray, FloatArray, FloatArray, int, bool]:
+    """EM from the vote shares: (posteriors, priors, confusion, iterations, converged)."""
+    votes = np.bincount(
+        encoded.item * n_categories + encoded.category, minlength=n_items * n_categories
+    ).reshape(n_items, n_categories)
+    # Vote shares are a deterministic start close to the answer, and they pin each hidden class to the
+    # category it is named after (a random start could converge to a relabelled solution).
+    posteriors = votes / votes.sum(axis=1, keepdims=True)
+
+    converged = False
+    iterations = 0
+    priors = confusion = np.empty(0)
+    while not converged and iterations < max_iter:
+        iterations += 1
+        priors, confusion = _m_step(posteriors, encoded, n_categories, smoothing)
+        # The returned posteriors always come from the returned priors and confusion (E-step last).
+        updated = _e_step(priors, confusion, encoded, n_items)
+        converged = float(np.abs(updated - posteriors).max()) < tol
+        posteriors = updated
+    return posteriors, priors, confusion, iterations, converged
 
 
 def _encode(labels: Iterable[Label], categories: tuple[str, ...]) -> _Encoded:

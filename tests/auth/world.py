@@ -17,9 +17,15 @@ from app.db.base import utcnow
 from app.embeddings.codec import to_bytes
 from app.embeddings.models import Embedding
 from app.exports import service as exports
+from app.exports.schemas import ExportRequest
 from app.jobs.models import Job, JobKind
+from app.projects.models import Project
 from app.prompts.models import Prompt, Response
 from app.queue import service as queue
+from app.schedules import service as schedules
+from app.schedules.schemas import ExportScheduleSet
+from app.webhooks import service as webhooks
+from app.webhooks.schemas import ExportWebhookSet
 from tests.factories import make_pairs, make_project
 
 
@@ -84,7 +90,7 @@ def build_world(db: Any) -> World:
         auth.revoke_key(session, BOOTSTRAP_ADMIN, world.ids["key_revoked"], utcnow())
         claimed = queue.claim(session, p, "annotator_a", utcnow())
         assert not isinstance(claimed, str)
-        export = exports.create(session, BOOTSTRAP_ADMIN, p, "jsonl")
+        export = exports.create(session, BOOTSTRAP_ADMIN, p, ExportRequest())
         world.ids.update(
             project=p.id,
             other_project=q.id,
@@ -97,6 +103,11 @@ def build_world(db: Any) -> World:
             export=export.id,
         )
     exports.run_export(str(world.ids["export"]))
+    with db.session() as session:
+        # P has an export schedule and a webhook (set after the export ran, so no delivery is attempted).
+        p = session.get_one(Project, world.ids["project"])
+        schedules.put(session, BOOTSTRAP_ADMIN, p, ExportScheduleSet(every_seconds=3600), utcnow())
+        webhooks.put(session, BOOTSTRAP_ADMIN, p, ExportWebhookSet(url="https://hooks.example.com/p"))
     world.keys["malformed"] = "real_" + "x" * 38
     world.keys["anonymous"] = ""
     world.ids["expires_soon"] = utcnow() + timedelta(days=1)

@@ -1,0 +1,434 @@
+"""Read a project's labels as of a snapshot, streaming: per-pair label counts and Dawid–Skene, then rows.
+
+Two passes over one consistent read (REPEATABLE READ on Postgres; a deferred read transaction on SQLite, so
+an export never holds SQLite's write lock):
+
+1. every label with ``labeled_at <= snapshot_at`` on the project's non-gold pairs, ordered by pair: label
+   counts per pair, the completing (latest) label's time, and Dawid–Skene over all of them. Kept as numpy
+   arrays (a few dozen bytes per pair), never as rows.
+2. the pairs with such a label, ordered by id, with their prompt, both responses and the newest review
+   verdict made by the snapshot: one row at a time, into the writer.
+"""
+
+from __future__ import annotations
+
+import array
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Engine, case, create_engine, event, exists, func, select
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.pool import NullPool
+
+from app.db.session import Database
+from app.exports import rows as R
+from app.exports.models import ExportRun
+from app.pairs.models import Pair, PairReview
+from app.prompts.models import Prompt, Response
+from app.quality.dawid_skene import dawid_skene_posteriors
+from app.queue.models import Label
+
+Tick = Callable[[], None]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Same tolerance as the project aggregate (app.quality.service), so both give the same posteriors.
+DS_TOL = 1e-4
+FETCH_ROWS = 2_000
+
+
+def _micros(value: datetime) -> int:
+    delta = value.astimezone(UTC) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _iso_micros(value: int) -> str:
+    """``schemas.iso`` of an instant given in microseconds since the epoch."""
+    return (_EPOCH + timedelta(microseconds=int(value))).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def _stream(session: Session, query: Any, tick: Tick | None = None) -> Iterator[Any]:
+    """Core rows (no ORM loading) fetched FETCH_ROWS at a time, with a tick per batch."""
+    for partition in session.connection().execute(query).partitions():
+        yield from partition
+        if tick is not None:
+            tick()
+
+
+# ------------------------------------------------------------------------------------------- read session
+
+_sqlite_readers: dict[str, Engine] = {}
+_sqlite_lock = threading.Lock()
+
+
+def _sqlite_reader(db: Database) -> Engine:
+    """An engine on the same SQLite file whose transactions are plain (deferred) BEGINs: readers in WAL
+    mode see one snapshot and never block the writers (the main engine begins IMMEDIATE)."""
+    url = db.settings.database_url
+    with _sqlite_lock:
+        engine = _sqlite_readers.get(url)
+        if engine is None:
+            timeout_ms = db.settings.sqlite_busy_timeout_ms
+            engine = create_engine(
+                url,
+                poolclass=NullPool,
+                connect_args={"check_same_thread": False, "timeout": timeout_ms / 1000},
+            )
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+                dbapi_connection.isolation_level = None
+                cursor = dbapi_connection.cursor()
+                cursor.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
+                cursor.execute("PRAGMA query_only=ON")
+                cursor.close()
+
+            @event.listens_for(engine, "begin")
+            def _on_begin(connection: Any) -> None:
+                connection.exec_driver_sql("BEGIN")
+
+            _sqlite_readers[url] = engine
+        return engine
+
+
+@contextmanager
+def read_session(db: Database) -> Iterator[Session]:
+    """A read-only session that sees one consistent state of the database for its whole life."""
+    if db.engine.dialect.name == "sqlite":
+        session = Session(bind=_sqlite_reader(db))
+    else:
+        session = Session(bind=db.engine)
+        session.connection(
+            execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        )
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+# ------------------------------------------------------------------------------------------- pass 1
+
+
+@dataclass
+class LabelStats:
+    """Per labelled non-gold pair (sorted by id): canonical label counts, completing label, DS posteriors."""
+
+    keys: npt.NDArray[Any]  # S16 pair ids, sorted
+    counts: npt.NDArray[np.int32]  # (pairs, 4)
+    completed: npt.NDArray[np.int64]  # microseconds since the epoch
+    posteriors: npt.NDArray[np.float64] | None  # (pairs, 4); None without overlapping labels
+    labels: int = 0
+    annotators: int = 0
+    ds_iterations: int = 0
+    ds_converged: bool = True
+    overlap: bool = False
+
+    def find(self, pair_id: uuid.UUID) -> int | None:
+        """The pair's index (binary search), or None if it had no label by the snapshot."""
+        key = np.array(pair_id.bytes, dtype="S16")
+        i = int(np.searchsorted(self.keys, key))
+        if i < len(self.keys) and self.keys[i] == key:
+            return i
+        return None
+
+    def walker(self) -> Callable[[uuid.UUID], int | None]:
+        """``find`` for pair ids asked in ascending order (pass 2): a cursor over the sorted keys."""
+        buffer = self.keys.tobytes()
+        size = len(self.keys)
+        position = 0
+
+        def find(pair_id: uuid.UUID) -> int | None:
+            nonlocal position
+            key = pair_id.bytes
+            while position < size:
+                here = buffer[16 * position : 16 * position + 16]
+                if here == key:
+                    return position
+                if here > key:
+                    return None
+                position += 1
+            return None
+
+        return find
+
+    def dawid_skene_summary(self) -> dict[str, Any] | None:
+        if self.posteriors is None:
+            return None
+        return {
+            "labels": self.labels,
+            "pairs": len(self.keys),
+            "annotators": self.annotators,
+            "iterations": self.ds_iterations,
+            "converged": self.ds_converged,
+            "tol": DS_TOL,
+        }
+
+
+def canonical_choice() -> Any:
+    """SQL for ``app.quality.service.canonical``: "a"/"b" in pair terms, else the choice as given."""
+    return case(
+        (Label.winner_response_id.is_(None), Label.choice),
+        (Label.winner_response_id == Pair.response_a_id, "a"),
+        else_="b",
+    )
+
+
+def label_stats(session: Session, project_id: uuid.UUID, snapshot_at: datetime, tick: Tick) -> LabelStats:
+    """Pass 1: stream the snapshot's labels on non-gold pairs into compact per-pair arrays and fit DS."""
+    query = (
+        select(Label.pair_id, Label.annotator, canonical_choice(), Label.labeled_at)
+        .join(Pair, Pair.id == Label.pair_id)
+        .where(Label.project_id == project_id, Label.labeled_at <= snapshot_at, Pair.gold_answer.is_(None))
+        .order_by(Label.pair_id, Label.annotator, Label.id)
+        .execution_options(yield_per=FETCH_ROWS)
+    )
+    choice_index = {c: k for k, c in enumerate(R.CHOICES)}
+    keys = bytearray()
+    counts = array.array("i")
+    completed = array.array("q")
+    item_idx = array.array("i")
+    annotator_idx = array.array("i")
+    category_idx = array.array("b")
+    annotators: dict[str, int] = {}
+    current: uuid.UUID | None = None
+    n_items = -1
+    latest = 0
+    seen = 0
+    result = session.connection().execute(query)
+    for partition in result.partitions():
+        for pair_id, annotator, choice, labeled_at in partition:
+            if pair_id != current:
+                if current is not None:
+                    completed.append(latest)
+                current = pair_id
+                n_items += 1
+                keys += pair_id.bytes
+                counts.extend((0, 0, 0, 0))
+                latest = 0
+            k = choice_index[choice]
+            counts[4 * n_items + k] += 1
+            micros = _micros(labeled_at)
+            if micros > latest:
+                latest = micros
+            item_idx.append(n_items)
+            index = annotators.get(annotator)
+            if index is None:
+                index = annotators[annotator] = len(annotators)
+            annotator_idx.append(index)
+            category_idx.append(k)
+        seen += len(partition)
+        tick()
+    if current is not None:
+        completed.append(latest)
+    n_pairs = n_items + 1
+    count_array = np.frombuffer(counts, dtype=np.int32).reshape(n_pairs, 4).copy()
+    stats = LabelStats(
+        keys=np.frombuffer(bytes(keys), dtype="S16").copy(),
+        counts=count_array,
+        completed=np.frombuffer(completed, dtype=np.int64).copy(),
+        posteriors=None,
+        labels=seen,
+        annotators=len(annotators),
+    )
+    del keys, counts, completed
+    if n_pairs > 1 and not bool((stats.keys[1:] > stats.keys[:-1]).all()):
+        # Pass 2 walks these keys in step with the pairs; both rely on the database ordering UUIDs bytewise.
+        raise RuntimeError("the database does not order pair ids bytewise; exports need it")
+    stats.overlap = bool(n_pairs and (count_array.sum(axis=1) >= 2).any())
+    if stats.overlap:
+        # Annotators numbered by sorted name, items by pair id, labels pair by pair: the encoding
+        # app.quality.dawid_skene uses, so the posteriors equal the project aggregate's on the same labels.
+        order = sorted(annotators, key=str)
+        remap = np.empty(len(annotators), dtype=np.int64)
+        for new, name in enumerate(order):
+            remap[annotators[name]] = new
+        posteriors, iterations, converged = dawid_skene_posteriors(
+            np.frombuffer(item_idx, dtype=np.int32),
+            remap[np.frombuffer(annotator_idx, dtype=np.int32)],
+            np.frombuffer(category_idx, dtype=np.int8),
+            n_items=n_pairs,
+            n_annotators=len(annotators),
+            n_categories=len(R.CHOICES),
+            tol=DS_TOL,
+        )
+        stats.posteriors, stats.ds_iterations, stats.ds_converged = posteriors, iterations, converged
+    tick()
+    return stats
+
+
+# ------------------------------------------------------------------------------------------- pass 2
+
+
+@dataclass
+class Tally:
+    """What the manifest counts while rows stream past."""
+
+    rows: int = 0
+    considered: int = 0
+    reviewed_rows: int = 0
+    excluded: dict[str, int] = field(default_factory=lambda: dict.fromkeys(R.REASONS, 0))
+    labels_considered: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    labels_exported: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "pairs_considered": self.considered,
+            "reviewed_rows": self.reviewed_rows,
+            "excluded": dict(self.excluded),
+            "labels": dict(zip(R.CHOICES, self.labels_considered, strict=True)),
+            "labels_exported": dict(zip(R.CHOICES, self.labels_exported, strict=True)),
+        }
+
+
+def _completed_subquery(snapshot_at: datetime) -> Any:
+    """The pair's completing label time as of the snapshot (SQL, correlated to Pair)."""
+    return (
+        select(func.max(Label.labeled_at))
+        .where(Label.pair_id == Pair.id, Label.labeled_at <= snapshot_at)
+        .correlate(Pair)
+        .scalar_subquery()
+    )
+
+
+def count_gold(session: Session, run: ExportRun) -> int:
+    """Gold pairs with a label by the snapshot, completed inside the export's window."""
+    completed = func.max(Label.labeled_at)
+    query = (
+        select(Label.pair_id)
+        .join(Pair, Pair.id == Label.pair_id)
+        .where(
+            Label.project_id == run.project_id,
+            Label.labeled_at <= run.snapshot_at,
+            Pair.gold_answer.is_not(None),
+        )
+        .group_by(Label.pair_id)
+    )
+    if run.since_snapshot_at is not None:
+        query = query.having(completed > run.since_snapshot_at)
+    return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+def export_rows(
+    session: Session, run: ExportRun, stats: LabelStats, tally: Tally, tick: Tick
+) -> Iterator[dict[str, Any]]:
+    """Pass 2: the export's rows in pair id order, counting every considered pair in ``tally``."""
+    filters = run.filters or {}
+    snapshot_at = run.snapshot_at
+    since_micros = _micros(run.since_snapshot_at) if run.since_snapshot_at is not None else None
+    after = filters.get("labeled_after")
+    before = filters.get("labeled_before")
+    after_micros = _micros(datetime.fromisoformat(after)) if after else None
+    before_micros = _micros(datetime.fromisoformat(before)) if before else None
+    reviewed_filter = filters.get("reviewed", "include")
+    min_agreement = filters.get("min_agreement")
+    min_posterior = filters.get("min_posterior")
+
+    ra, rb = aliased(Response), aliased(Response)
+    verdict = (
+        select(PairReview.verdict)
+        .where(PairReview.pair_id == Pair.id, PairReview.created_at <= snapshot_at)
+        .order_by(PairReview.created_at.desc(), PairReview.id.desc())
+        .limit(1)
+        .correlate(Pair)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            Pair.id,
+            Pair.similarity,
+            Pair.strategy,
+            Prompt.external_id,
+            Prompt.prompt,
+            ra.external_id,
+            ra.model,
+            ra.text,
+            rb.external_id,
+            rb.model,
+            rb.text,
+            verdict,
+        )
+        .join(Prompt, Prompt.id == Pair.prompt_id)
+        .join(ra, ra.id == Pair.response_a_id)
+        .join(rb, rb.id == Pair.response_b_id)
+        .where(
+            Pair.project_id == run.project_id,
+            Pair.gold_answer.is_(None),
+            exists().where(Label.pair_id == Pair.id, Label.labeled_at <= snapshot_at),
+        )
+        .order_by(Pair.id)
+        .execution_options(yield_per=FETCH_ROWS)
+    )
+    if run.since_snapshot_at is not None:
+        # Pushed down so an incremental export reads only its window; the check below is the rule.
+        query = query.where(_completed_subquery(snapshot_at) > run.since_snapshot_at)
+
+    tally.excluded["gold"] = count_gold(session, run)
+    tally.considered += tally.excluded["gold"]
+    find = stats.walker()
+    for row in _stream(session, query, tick):
+        (pair_id, similarity, strategy, external_id, prompt, a_ext, a_model, a_text, b_ext, b_model, b_text,
+         review) = row  # fmt: skip
+        i = find(pair_id)
+        if i is None:  # cannot happen within one consistent read: never skip a pair silently
+            raise RuntimeError(f"pair {pair_id} has labels by the snapshot but was not seen in pass 1")
+        done = int(stats.completed[i])
+        if since_micros is not None and done <= since_micros:
+            continue
+        counts = tuple(int(c) for c in stats.counts[i])
+        tally.considered += 1
+        for k in range(4):
+            tally.labels_considered[k] += counts[k]
+        winner, reason = R.decide(counts, review)  # type: ignore[arg-type]
+        reviewed = review is not None
+        if winner is None:
+            tally.excluded[reason or "tied_majority"] += 1
+            continue
+        share = R.agreement(counts, winner)  # type: ignore[arg-type]
+        posterior = round(float(stats.posteriors[i, winner]), 6) if stats.posteriors is not None else None
+        reason = None
+        if reviewed_filter == "exclude" and reviewed:
+            reason = "reviewed"
+        elif reviewed_filter == "only" and not reviewed:
+            reason = "not_reviewed"
+        elif (after_micros is not None and done < after_micros) or (
+            before_micros is not None and done >= before_micros
+        ):
+            reason = "outside_labeled_range"
+        elif min_agreement is not None and not reviewed and (share is None or share < min_agreement):
+            reason = "below_min_agreement"
+        elif min_posterior is not None and not reviewed and (posterior is None or posterior < min_posterior):
+            reason = "below_min_posterior"
+        if reason is not None:
+            tally.excluded[reason] += 1
+            continue
+        side_a = R.Side(a_ext, a_model, a_text)
+        side_b = R.Side(b_ext, b_model, b_text)
+        chosen, rejected = (side_a, side_b) if winner == R.A else (side_b, side_a)
+        tally.rows += 1
+        tally.reviewed_rows += int(reviewed)
+        for k in range(4):
+            tally.labels_exported[k] += counts[k]
+        yield R.build_row(
+            style=run.style,
+            pair_id=pair_id,
+            prompt=prompt,
+            prompt_external_id=external_id,
+            chosen=chosen,
+            rejected=rejected,
+            similarity=similarity,
+            strategy=strategy,
+            num_labels=sum(counts),
+            share=share,
+            ds_posterior=posterior,
+            reviewed=reviewed,
+            completed_at=_iso_micros(done),
+        )
+    tick()
