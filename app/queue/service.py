@@ -105,8 +105,6 @@ def claim(session: Session, project: Project, annotator: str, now: datetime) -> 
         slot_id, pair_id, was_released = found
         # A sibling slot's claim finds the pair released already (mark_pair_released is False): no budget.
         releasing = not was_released and repository.mark_pair_released(session, pair_id, now)
-        if releasing and project.annotations_per_pair > 1:
-            repository.mark_siblings_released(session, pair_id)
         claimed = _assign(session, project, assignment_id, pair_id, slot_id, annotator, now, expires_at)
         # The budget is the project row, locked by this UPDATE until COMMIT: the last statement, so
         # concurrent first claims queue on it for one round trip only.
@@ -114,6 +112,10 @@ def claim(session: Session, project: Project, annotator: str, now: datetime) -> 
             repository.unclaim_slot(session, slot_id, pair_id, assignment_id)
             budget_open = False  # spent meanwhile: only already-released pairs may still be handed out
             continue
+        if releasing and project.annotations_per_pair > 1:
+            # Only once the budget is spent: a flagged sibling is handed out as released, without budget.
+            # SKIP LOCKED, so holding the budget row here never waits on another claim.
+            repository.mark_siblings_released(session, pair_id)
         log.info("queue.claimed", extra={"assignment_id": str(assignment_id), "pair_id": str(pair_id)})
         return claimed
     return _why_empty(session, project)

@@ -198,18 +198,29 @@ class TestReleasedFirst:
         assert repository.reconcile_released_flags(session) == 0
         assert all(session.scalars(select(PairSlot.released).where(PairSlot.pair_id == pair.id)))
 
-    def test_a_claim_the_budget_refuses_leaves_no_trace(self, client: Any, session: Any, db: Any) -> None:
-        project = make_project(session, budget=1)
+    @pytest.mark.parametrize("overlap", [1, 2])
+    def test_a_claim_the_budget_refuses_leaves_no_trace(
+        self, client: Any, session: Any, db: Any, overlap: int
+    ) -> None:
+        project = make_project(session, budget=overlap, annotations_per_pair=overlap)
         make_pairs(session, project, 2, priorities=[0.9, 0.5])
         session.commit()
         with db.session() as stale:
             loaded = stale.get_one(Project, project.id)  # still says 0 of 1 pairs released
             assert claim(client, project.id, "first").status_code == 200  # spends the whole budget
-            assert service.claim(stale, loaded, "late", utcnow()) == service.QueueReason.BUDGET_SPENT
-        late = select(func.count()).select_from(Assignment).where(Assignment.annotator == "late")
-        assert session.scalar(late) == 0
+            # The same annotator: the first pair is theirs already, so the claim opens the second pair,
+            # which the budget refuses.
+            assert service.claim(stale, loaded, "first", utcnow()) == service.QueueReason.BUDGET_SPENT
+        mine = select(func.count()).select_from(Assignment).where(Assignment.annotator == "first")
+        assert session.scalar(mine) == 1
         released = select(func.count()).select_from(Pair).where(Pair.released_at.is_not(None))
         assert session.scalar(released) == 1
         leased = select(func.count()).select_from(PairSlot).where(PairSlot.lease_assignment_id.is_not(None))
         assert session.scalar(leased) == 1
-        assert session.scalar(select(func.count()).select_from(PairSlot).where(PairSlot.released)) == 1
+        # Only the first pair's slots are flagged released: a flag on the refused pair would let a later claim
+        # hand it out as already released, outside the budget.
+        assert session.scalar(select(func.count()).select_from(PairSlot).where(PairSlot.released)) == overlap
+        if overlap > 1:
+            second = claim(client, project.id, "second")
+            assert second.status_code == 200  # the first pair's sibling slot: no budget needed
+            assert claim(client, project.id, "third").headers["Real-Queue-Reason"] == "budget_spent"
