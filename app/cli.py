@@ -195,8 +195,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 name=args.name,
                 projects=[uuid.UUID(p) for p in args.project] if args.project else None,
                 expires_at=expires,
+                reviewer=args.reviewer,
             )
-        print(f"key id: {created.row.id}\nprincipal: {created.principal.name} ({created.principal.role})")
+        principal = created.principal
+        flag = ", reviewer" if principal.reviewer else ""
+        print(f"key id: {created.row.id}\nprincipal: {principal.name} ({principal.role}{flag})")
         print("secret (shown once, store it now):")
         print(created.key)
         return 0
@@ -336,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--project", action="append", help="a project id the principal may use (repeatable)")
     create.add_argument("--expires-at", help="ISO 8601 with offset")
+    create.add_argument(
+        "--reviewer",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="an annotator that may also work its projects' review queue (--no-reviewer clears it)",
+    )
     keys_sub.add_parser("list", help="list keys")
     revoke = keys_sub.add_parser("revoke", help="revoke a key now")
     revoke.add_argument("key_id")

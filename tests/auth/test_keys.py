@@ -11,7 +11,7 @@ from sqlalchemy import inspect, select, text
 from app import cli
 from app.api.clock import get_now
 from app.auth import keys
-from app.auth.models import ApiKey
+from app.auth.models import ApiKey, Principal
 from app.db.base import utcnow
 from tests.factories import make_pairs, make_project
 
@@ -169,3 +169,13 @@ class TestCli:
         assert cli.main(["keys", "revoke", key_id]) == 0
         assert cli.main(["keys", "create", "--role", "annotator", "--name", "first-admin"]) == 1
         assert "exists with role" in capsys.readouterr().err
+
+    def test_create_a_reviewer_and_clear_the_flag(self, db: Any, capsys: pytest.CaptureFixture[str]) -> None:
+        assert cli.main(["keys", "create", "--role", "annotator", "--name", "rev", "--reviewer"]) == 0
+        assert "(annotator, reviewer)" in capsys.readouterr().out
+        with db.session() as s:
+            assert s.scalars(select(Principal.reviewer).where(Principal.name == "rev")).one() is True
+        assert cli.main(["keys", "create", "--role", "annotator", "--name", "rev", "--no-reviewer"]) == 0
+        assert "(annotator)" in capsys.readouterr().out
+        with db.session() as s:
+            assert s.scalars(select(Principal.reviewer).where(Principal.name == "rev")).one() is False
