@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = Field(default=30.0, ge=0)
     webhook_backoff_max_seconds: float = Field(default=3600.0, ge=0)
     webhook_sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    # Refuse webhook targets that resolve to loopback, private, link-local or other non-global addresses, so
+    # a data-team key cannot make workers call internal services (SSRF). On for a trusted internal receiver.
+    webhook_allow_private_targets: bool = False
     # Cross-prompt neighbour indexes, versioned per project and model; shared by the API and the workers.
     index_dir: Path = Path("./indexes")
     # Below this many distinct vectors the index is an exact numpy matrix (as fast as HNSW at that size and

@@ -10,9 +10,11 @@ ignore a `Real-Delivery` id they have already processed.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -275,7 +277,12 @@ def deliver(delivery_id: str, now: datetime | None = None) -> str:
         url, event, body = webhook.url, delivery.event, encode(delivery.payload)
         secret = secret_of(webhook, settings)
     attempt = attempts + 1
-    outcome = post(url, body, secret, did, event, int(started.timestamp()), settings.webhook_timeout_seconds)
+    refused = None if settings.webhook_allow_private_targets else private_target(url)
+    if refused is not None:
+        outcome = Outcome(False, False, None, refused)
+    else:
+        timeout = settings.webhook_timeout_seconds
+        outcome = post(url, body, secret, did, event, int(started.timestamp()), timeout)
     finished = now or utcnow()
     values: dict[str, Any] = {"last_status_code": outcome.status_code, "last_error": outcome.error}
     if outcome.succeeded:
@@ -304,6 +311,26 @@ def deliver(delivery_id: str, now: datetime | None = None) -> str:
         },
     )
     return status
+
+
+def private_target(url: str) -> str | None:
+    """Why the URL's host must not be called (it resolves to a non-global address), or None.
+
+    Checked at each attempt, on every address the name resolves to (a name can be re-pointed later).
+    """
+    host = httpx.URL(url).host
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"refused: {host!r} does not resolve ({exc})"
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not address.is_global:
+            return (
+                f"refused: {host!r} resolves to the non-global address {address} "
+                "(set REAL_WEBHOOK_ALLOW_PRIVATE_TARGETS=true for an internal receiver)"
+            )
+    return None
 
 
 def post(

@@ -98,8 +98,10 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(autouse=True)
-def _record(recorded_tasks: list[Any]) -> None:
-    """Deliveries are made by the test calling `deliver`, never by a background thread."""
+def _record(recorded_tasks: list[Any], override_settings: Any) -> None:
+    """Deliveries are made by the test calling `deliver`, never by a background thread; the receiver is on
+    127.0.0.1, which the default refuses (test_a_private_target_is_refused_by_default)."""
+    override_settings(webhook_allow_private_targets=True)
 
 
 def seed(db: Any) -> str:
@@ -424,3 +426,19 @@ def test_backoff_doubles_and_is_capped(override_settings: Any) -> None:
     override_settings(webhook_backoff_seconds=30, webhook_backoff_max_seconds=200)
     settings = get_settings()
     assert [webhooks.backoff_seconds(n, settings) for n in range(1, 6)] == [30, 60, 120, 200, 200]
+
+
+def test_a_private_target_is_refused_by_default(
+    client: Any, db: Any, receiver: Receiver, override_settings: Any
+) -> None:
+    override_settings(webhook_allow_private_targets=False)
+    pid = seed(db)
+    hook(client, pid, receiver)
+    run_export(db, uuid.UUID(pid))
+    delivery = only_delivery(db)
+    assert webhooks.deliver(str(delivery.id)) == "failed"  # at once, never retried
+    stored = only_delivery(db)
+    assert stored.attempts == 1
+    assert stored.last_error is not None
+    assert "non-global address 127.0.0.1" in stored.last_error
+    assert receiver.calls == []  # nothing was sent
