@@ -9,7 +9,7 @@ the pairs actually changed are closed (or reopened). SQLite serialises writers, 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,13 +129,19 @@ def _lock_slots(session: Session, pair_ids: Sequence[uuid.UUID]) -> None:
     ).all()
 
 
-def mark_redundant(session: Session, reasons: dict[uuid.UUID, dict[str, Any]]) -> list[uuid.UUID]:
-    """Hold back these queued pairs (with their reason) unless handed out meanwhile; returns those marked."""
-    marked: list[uuid.UUID] = []
-    ids = sorted(reasons)
+def _locked_chunks(session: Session, pair_ids: Iterable[uuid.UUID]) -> Iterator[list[uuid.UUID]]:
+    """The pair ids in sorted chunks of CHUNK, each chunk's slots locked before it is handed over."""
+    ids = sorted(pair_ids)
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         _lock_slots(session, chunk)
+        yield chunk
+
+
+def mark_redundant(session: Session, reasons: dict[uuid.UUID, dict[str, Any]]) -> list[uuid.UUID]:
+    """Hold back these queued pairs (with their reason) unless handed out meanwhile; returns those marked."""
+    marked: list[uuid.UUID] = []
+    for chunk in _locked_chunks(session, reasons):
         done = list(
             session.scalars(
                 update(Pair)
@@ -169,10 +175,7 @@ def mark_redundant(session: Session, reasons: dict[uuid.UUID, dict[str, Any]]) -
 def restore_redundant(session: Session, pair_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     """Queue these redundant pairs again (their slots reopened); returns those restored."""
     restored: list[uuid.UUID] = []
-    ids = sorted(pair_ids)
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        _lock_slots(session, chunk)
+    for chunk in _locked_chunks(session, pair_ids):
         done = list(
             session.scalars(
                 update(Pair)

@@ -75,12 +75,12 @@ def test_exports_go_to_an_fsspec_url_and_download_from_it(
     assert data_bytes(local) == stored
 
 
-def test_a_failed_write_publishes_nothing(db: Any, recorded_tasks: Any, memory_bucket: str) -> None:
-    pid = seed(db)
+def _export_failing_mid_write(db: Any, pid: uuid.UUID, error: str) -> ExportRun:
+    """Run an export whose rows break off after one row with `error`; the failed run as stored."""
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         yield {"prompt": "half a row"}
-        raise RuntimeError("the database went away")
+        raise RuntimeError(error)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(snapshot, "export_rows", broken)
@@ -88,27 +88,22 @@ def test_a_failed_write_publishes_nothing(db: Any, recorded_tasks: Any, memory_b
             run_export(db, pid)
     with db.session() as s:
         failed = s.query(ExportRun).one()
-        assert failed.status == ExportStatus.FAILED
-        assert "went away" in (failed.error or "")
-        folder = failed.location.removeprefix("memory://")
+    assert failed.status == ExportStatus.FAILED
+    assert error in (failed.error or "")
+    return failed
+
+
+def test_a_failed_write_publishes_nothing(db: Any, recorded_tasks: Any, memory_bucket: str) -> None:
+    pid = seed(db)
+    failed = _export_failing_mid_write(db, pid, "the database went away")
+    folder = failed.location.removeprefix("memory://")
     assert not fsspec.filesystem("memory").exists(f"{folder}/data.jsonl")
 
 
 def test_a_failed_local_write_leaves_no_partial_file(db: Any, recorded_tasks: Any) -> None:
     pid = seed(db)
-
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        yield {"prompt": "half a row"}
-        raise RuntimeError("disk full")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(snapshot, "export_rows", broken)
-        with pytest.raises(RuntimeError):
-            run_export(db, pid)
-    with db.session() as s:
-        failed = s.query(ExportRun).one()
-        assert failed.status == ExportStatus.FAILED
-        assert failed.location == f"{EXPORT_DIR.resolve()}/{pid}/{failed.id}"
+    failed = _export_failing_mid_write(db, pid, "disk full")
+    assert failed.location == f"{EXPORT_DIR.resolve()}/{pid}/{failed.id}"
     assert [p.name for p in (EXPORT_DIR / str(pid)).rglob("*") if p.is_file()] == []
 
 
