@@ -56,14 +56,14 @@ def database() -> Iterator[Any]:
 
     from app import migrate
     from app.db import models  # noqa: F401
-    from app.db.base import Base
     from app.db.session import get_database
 
     _reset_app_state()
     db = get_database()
     with db.engine.begin() as conn:
-        Base.metadata.drop_all(conn)
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        # The whole schema: tables, and the SQL functions of the queue (which depend on table types).
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
     migrate.upgrade(PG_URL)
     yield db
     _reset_app_state()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from app import migrate
 from app.db import models  # noqa: F401
@@ -18,6 +18,27 @@ def tables(url: str) -> set[str]:
         return set(inspect(engine).get_table_names()) - {"alembic_version"}
     finally:
         engine.dispose()
+
+
+def queue_functions(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            names = conn.scalars(text("SELECT proname FROM pg_proc WHERE proname LIKE 'real_queue%'"))
+            return set(names)
+    finally:
+        engine.dispose()
+
+
+QUEUE_FUNCTIONS = {
+    "real_queue_assign",
+    "real_queue_caller",
+    "real_queue_claim",
+    "real_queue_claim_as",
+    "real_queue_label",
+    "real_queue_label_as",
+    "real_queue_label_result",
+}
 
 
 def test_sqlite_up_down_up(tmp_path: Path) -> None:
@@ -33,10 +54,13 @@ def test_sqlite_up_down_up(tmp_path: Path) -> None:
 def test_postgres_down_up(db: Any) -> None:
     url = db.settings.database_url
     db.engine.dispose()
+    assert queue_functions(url) == QUEUE_FUNCTIONS
     migrate.downgrade(url)
     assert tables(url) == set()
+    assert queue_functions(url) == set()
     migrate.upgrade(url)
     assert tables(url) == set(Base.metadata.tables)
+    assert queue_functions(url) == QUEUE_FUNCTIONS
 
 
 def test_postgres_schema_matches_the_models(db: Any) -> None:

@@ -10,8 +10,8 @@ from fastapi import Depends
 from app.db.base import utcnow
 
 
-def get_now() -> datetime:
-    """Now, timezone-aware UTC."""
+async def get_now() -> datetime:
+    """Now, timezone-aware UTC (async: resolved on the event loop, no threadpool hop per request)."""
     return utcnow()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -31,25 +33,49 @@ def get_caller(
 ) -> Caller:
     """The caller, from the bearer key; 401 when missing or invalid, 429 past the rate limits."""
     settings = get_settings()
-    limiter = get_limiter(settings.rate_limit_backend_url)
-    try:
+    with counting_auth_failures(request):
         if credentials is None or not credentials.credentials:
             raise Unauthorized("send `Authorization: Bearer <API key>`")
         caller = auth.authenticate(
             session, settings, credentials.credentials, request.app.state.admin_key, now
         )
+    count_request(caller.rate_key)
+    return caller
+
+
+@contextmanager
+def counting_auth_failures(request: Request) -> Iterator[None]:
+    """Count an Unauthorized raised inside against the client address (429 past the limit)."""
+    try:
+        yield
     except Unauthorized as exc:
+        settings = get_settings()
         client = request.client.host if request.client else "unknown"
-        retry = limiter.hit(f"authfail:{client}", settings.auth_failures_per_minute)
+        retry = get_limiter(settings.rate_limit_backend_url).hit(
+            f"authfail:{client}", settings.auth_failures_per_minute
+        )
         if retry is not None:
             raise TooManyRequests(
                 "too many failed authentications from this address", headers={"Retry-After": str(retry)}
             ) from exc
         exc.headers = {"WWW-Authenticate": "Bearer"}
         raise
-    retry = limiter.hit(f"key:{caller.rate_key}", settings.rate_limit_per_minute)
+
+
+def count_request(rate_key: str) -> None:
+    """Count one request against an API key's rate limit; 429 past it."""
+    settings = get_settings()
+    retry = get_limiter(settings.rate_limit_backend_url).hit(
+        f"key:{rate_key}", settings.rate_limit_per_minute
+    )
     if retry is not None:
         raise TooManyRequests("rate limit for this API key exceeded", headers={"Retry-After": str(retry)})
+
+
+def check_role(caller: Caller, allowed: frozenset[Role]) -> Caller:
+    """The caller, if its role is allowed (403 otherwise)."""
+    if caller.role not in allowed:
+        raise Forbidden(f"the {caller.role.value} role may not do this")
     return caller
 
 
@@ -58,9 +84,7 @@ def require(*roles: Role):  # type: ignore[no-untyped-def]
     allowed = frozenset(roles)
 
     def dependency(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
-        if caller.role not in allowed:
-            raise Forbidden(f"the {caller.role.value} role may not do this")
-        return caller
+        return check_role(caller, allowed)
 
     return dependency
 
@@ -73,9 +97,11 @@ def require_reviewer(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+ANNOTATOR_ROLES = frozenset({Role.ADMIN, Role.ANNOTATOR})
 AdminDep = Annotated[Caller, Depends(require(Role.ADMIN))]
 DataTeamDep = Annotated[Caller, Depends(require(Role.ADMIN, Role.DATA_TEAM))]
-AnnotatorDep = Annotated[Caller, Depends(require(Role.ADMIN, Role.ANNOTATOR))]
+AnnotatorDep = Annotated[Caller, Depends(require(*ANNOTATOR_ROLES))]
 # The review queue and verdicts; project membership is checked by the project lookup, as everywhere.
 ReviewerDep = Annotated[Caller, Depends(require_reviewer)]
 

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import Connection, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -143,6 +143,14 @@ _KEY_LOOKUP = (
     .join(Principal, Principal.id == ApiKey.principal_id)
     .where(ApiKey.key_hash == bindparam("b_hash"))
 )
+
+
+_KEY_ID = select(ApiKey.id).where(ApiKey.key_hash == bindparam("b_hash"))
+
+
+def key_id_for_hash(conn: Connection, key_hash: str) -> uuid.UUID | None:
+    """The id of the key with this HMAC, valid or not (what its rate limit counts against)."""
+    return conn.execute(_KEY_ID, {"b_hash": key_hash}).scalar()
 
 
 def _active_admin_key_exists(session: Session, now: datetime) -> bool:

@@ -6,7 +6,7 @@ from app.embeddings.models import Embedding
 from app.exports.models import ExportRun
 from app.jobs.models import Job
 from app.pairs.models import AnnotatorQuality, Pair, PairReview, PairSlot
-from app.projects.models import Project
+from app.projects.models import Project, ProjectBudget
 from app.prompts.models import Prompt, Response
 from app.quality.models import QualitySnapshot
 from app.queue.models import Assignment, Label
@@ -29,6 +29,7 @@ __all__ = [
     "PairSlot",
     "Principal",
     "Project",
+    "ProjectBudget",
     "Prompt",
     "QualitySnapshot",
     "Response",

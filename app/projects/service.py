@@ -20,6 +20,7 @@ from app.pairs.models import Pair
 from app.projects.models import Project, ProjectStatus
 from app.projects.schemas import ProjectCreate, ProjectStats, ProjectUpdate
 from app.prompts.models import Prompt, PromptStatus, Response
+from app.queue import repository as queue_repository
 from app.queue.models import Label
 from app.selection.reembed import reembed_project
 
@@ -209,6 +210,6 @@ def stats(session: Session, project: Project) -> ProjectStats:
         gold_labels=gold_labels,
         budget=project.budget,
         budget_remaining=remaining,
-        pairs_released=project.pairs_released,
+        pairs_released=queue_repository.pairs_released(session, pid),
         redundant_pairs=pairs_repository.count_redundant(session, pid),
     )

@@ -215,6 +215,12 @@ def schedule_aggregate(session: Session, project_id: uuid.UUID) -> None:
         send_after_commit(session, AGGREGATE_TASK, project_id=str(project_id))
 
 
+def schedule_aggregate_now(project_id: uuid.UUID) -> None:
+    """As schedule_aggregate, for a label already committed (app/queue/fastlane.py has no unit of work)."""
+    if _first_in_window(project_id):
+        background.dispatch(AGGREGATE_TASK, {"project_id": str(project_id)})
+
+
 def request_refresh(session: Session, project: Project) -> QualitySnapshot | None:
     """Aggregate the project now (after commit), whatever the window; returns the snapshot it will replace."""
     send_after_commit(session, AGGREGATE_TASK, project_id=str(project.id), force=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Row,
     and_,
     bindparam,
     case,
@@ -19,18 +20,20 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session, aliased
 
 from app.db.types import UTCDateTime
 from app.pairs.models import Pair, PairSlot, PairStatus
-from app.projects.models import Project
+from app.projects.models import Project, ProjectBudget
 from app.prompts.models import Prompt, PromptStatus, Response
 from app.queue.models import Assignment, AssignmentStatus, Label
 
 
-def _is_postgres(session: Session) -> bool:
+def is_postgres(session: Session) -> bool:
+    """Postgres runs the claim and the label as one SQL function each; SQLite as statements from here."""
     return session.get_bind().dialect.name == "postgresql"
 
 
@@ -58,7 +61,7 @@ def _held_live() -> tuple[Any, ...]:
     )
 
 
-def _candidate(*, postgres: bool, released_only: bool) -> Any:
+def _candidate(*, released_only: bool) -> Any:
     annotator = bindparam("b_annotator")
     project_id = bindparam("b_project")
     already_has_pair = exists().where(
@@ -79,8 +82,6 @@ def _candidate(*, postgres: bool, released_only: bool) -> Any:
     )
     if released_only:
         candidate = candidate.where(PairSlot.released)
-    if postgres:
-        candidate = candidate.with_for_update(skip_locked=True, of=PairSlot)
     return candidate
 
 
@@ -92,21 +93,10 @@ _LEASE_VALUES = {
 }
 
 
-def _claim_statement(*, released_only: bool) -> Any:
-    """Postgres: find, lock (SKIP LOCKED) and lease in one statement."""
-    chosen = _candidate(postgres=True, released_only=released_only).cte("candidate")
-    return (
-        update(PairSlot)
-        .where(PairSlot.id == chosen.c.id)
-        .values(**_LEASE_VALUES)
-        .returning(PairSlot.id, PairSlot.pair_id, chosen.c.was_released)
-    )
-
-
-_CLAIM = {released_only: _claim_statement(released_only=released_only) for released_only in (True, False)}
-# SQLite: one writer at a time (every transaction is BEGIN IMMEDIATE), so a read then a write is atomic.
+# SQLite (Postgres claims in real_queue_claim): one writer at a time (every transaction is BEGIN IMMEDIATE),
+# so a read then a write is atomic.
 _CANDIDATE_SQLITE = {
-    released_only: _candidate(postgres=False, released_only=released_only) for released_only in (True, False)
+    released_only: _candidate(released_only=released_only) for released_only in (True, False)
 }
 _LEASE_SQLITE = update(PairSlot).where(PairSlot.id == bindparam("b_slot")).values(**_LEASE_VALUES)
 
@@ -121,10 +111,9 @@ def claim_slot(
     *,
     released_only: bool,
 ) -> tuple[uuid.UUID, uuid.UUID, bool] | None:
-    """Lease the best free slot for this annotator in one statement: (slot id, pair id, was released).
+    """SQLite: lease the best free slot for this annotator: (slot id, pair id, was released).
 
-    The candidate is locked with SKIP LOCKED on Postgres (concurrent claimers pass over each other's rows),
-    walked in the order of ix_pair_slot_claimable, so no sort: slots of released pairs first (finishing
+    Walked in the order of ix_pair_slot_claimable, so no sort: slots of released pairs first (finishing
     spent budget beats opening new pairs), then priority. Gold pairs are handed out by the gold path only.
     """
     params = {
@@ -134,9 +123,6 @@ def claim_slot(
         "b_now": now,
         "b_expires": expires_at,
     }
-    if _is_postgres(session):
-        row = _core(session).execute(_CLAIM[released_only], params).first()
-        return (row[0], row[1], bool(row[2])) if row else None
     found = _core(session).execute(_CANDIDATE_SQLITE[released_only], params).first()
     if found is None:
         return None
@@ -164,25 +150,19 @@ def unclaim_slot(session: Session, slot_id: uuid.UUID, pair_id: uuid.UUID, assig
     _core(session).execute(_UNRELEASE, {"b_pair": pair_id})
 
 
-def _siblings_statement(*, postgres: bool) -> Any:
-    open_siblings = select(PairSlot.id).where(
-        PairSlot.pair_id == bindparam("b_pair"), not_(PairSlot.released)
-    )
-    if postgres:
-        open_siblings = open_siblings.with_for_update(skip_locked=True)
-    return update(PairSlot).where(PairSlot.id.in_(open_siblings.scalar_subquery())).values(released=True)
-
-
-_SIBLINGS = {postgres: _siblings_statement(postgres=postgres) for postgres in (True, False)}
+_SIBLINGS = (
+    update(PairSlot)
+    .where(PairSlot.pair_id == bindparam("b_pair"), not_(PairSlot.released))
+    .values(released=True)
+)
 
 
 def mark_siblings_released(session: Session, pair_id: uuid.UUID) -> None:
-    """Flag the other slots of a just-released pair, so they sort first.
+    """SQLite: flag the other slots of a just-released pair, so they sort first.
 
-    Slots another claimer holds locked are passed over (SKIP LOCKED), never waited for: that claimer flags
-    its own slot when it leases it. (reconcile_released_flags mends a flag a crashed transaction left.)
+    (reconcile_released_flags mends a flag a crashed transaction left.)
     """
-    _core(session).execute(_SIBLINGS[_is_postgres(session)], {"b_pair": pair_id})
+    _core(session).execute(_SIBLINGS, {"b_pair": pair_id})
 
 
 def reconcile_released_flags(session: Session) -> int:
@@ -247,17 +227,25 @@ def insert_assignment(session: Session, **values: Any) -> None:
     _core(session).execute(_INSERT_ASSIGNMENT, values)
 
 
-_TAKE_BUDGET = (
-    update(Project)
-    .where(
-        Project.id == bindparam("b_project"),
-        or_(
-            Project.budget.is_(None),
-            Project.pairs_released < Project.budget // Project.annotations_per_pair,
-        ),
-    )
-    .values(pairs_released=Project.pairs_released + 1)
+_LIMIT = (
+    select(Project.budget // Project.annotations_per_pair)
+    .where(Project.id == ProjectBudget.project_id)
+    .scalar_subquery()
 )
+_TAKE_BUDGET = (
+    update(ProjectBudget)
+    .where(
+        ProjectBudget.project_id == bindparam("b_project"),
+        or_(_LIMIT.is_(None), ProjectBudget.pairs_released < _LIMIT),
+    )
+    .values(pairs_released=ProjectBudget.pairs_released + 1)
+)
+_RELEASED = select(ProjectBudget.pairs_released).where(ProjectBudget.project_id == bindparam("b_project"))
+
+
+def pairs_released(session: Session, project_id: uuid.UUID) -> int:
+    """How many pairs of the project were handed out at least once (its budget counter)."""
+    return int(_core(session).execute(_RELEASED, {"b_project": project_id}).scalar_one())
 
 
 def take_budget_for_pair(session: Session, project_id: uuid.UUID) -> bool:
@@ -275,7 +263,7 @@ _RELEASE_PAIR = (
 def mark_pair_released(session: Session, pair_id: uuid.UUID, now: datetime) -> bool:
     """Release a pair once; False if another claim released it first.
 
-    Claims lock their slot first, then the pair row, then the project row (the budget), always in this
+    Claims lock their slot first, then the pair row, then the budget counter, always in this
     order, so concurrent claims cannot deadlock.
     """
     return _core(session).execute(_RELEASE_PAIR, {"b_pair": pair_id, "b_now": now}).rowcount == 1
@@ -418,3 +406,46 @@ def add_leased_slot(
     session.add(slot)
     session.flush()
     return slot.id
+
+
+# Postgres: the claim and the label are SQL functions (migrations/versions/*_queue_hot_path.py), one
+# round trip each. The `_as` forms first resolve the API key by its HMAC and check the caller may act.
+_CLAIM_FN = text("SELECT * FROM real_queue_claim(:project, :annotator, :now, :cap, :gold_draw)")
+_LABEL_FN = text(
+    "SELECT * FROM real_queue_label(:assignment, :choice, :confidence, :rationale, :idempotency_key, "
+    ":fingerprint, :now, :label_id, :created_at)"
+)
+_CLAIM_AS_FN = text("SELECT * FROM real_queue_claim_as(:key_hash, :project, :now, :cap, :gold_draw)")
+_LABEL_AS_FN = text(
+    "SELECT * FROM real_queue_label_as(:key_hash, :assignment, :choice, :confidence, :rationale, "
+    ":idempotency_key, :fingerprint, :now, :label_id, :created_at)"
+)
+
+
+def claim_pg(
+    session: Session, project_id: uuid.UUID, annotator: str, now: datetime, lease_cap: int, gold_draw: float
+) -> Row[Any]:
+    """The whole claim in one statement: outcome ('claimed', 'lease_cap', or why nothing), and the lease."""
+    params = {
+        "project": project_id,
+        "annotator": annotator,
+        "now": now,
+        "cap": lease_cap,
+        "gold_draw": gold_draw,
+    }
+    return _core(session).execute(_CLAIM_FN, params).one()
+
+
+def label_pg(session: Session, params: dict[str, Any]) -> Row[Any]:
+    """The whole label in one statement: outcome ('created', 'replayed', or why not) and the label."""
+    return _core(session).execute(_LABEL_FN, params).one()
+
+
+def claim_as(conn: Connection, params: dict[str, Any]) -> Row[Any]:
+    """Resolve the key, check the caller may claim in the project, and claim: one statement."""
+    return conn.execute(_CLAIM_AS_FN, params).one()
+
+
+def label_as(conn: Connection, params: dict[str, Any]) -> Row[Any]:
+    """Resolve the key, check the assignment is the caller's, and label it: one statement."""
+    return conn.execute(_LABEL_AS_FN, params).one()

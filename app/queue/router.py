@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 
 from app.api.clock import NowDep
-from app.api.deps import AnnotatorDep, SessionDep
+from app.api.deps import ANNOTATOR_ROLES, AnnotatorDep, BearerDep, SessionDep, check_role, get_caller
 from app.api.responses import problems
 from app.config import get_settings
+from app.db.session import get_database
 from app.errors import Forbidden
 from app.projects import service as projects
 from app.quality import service as quality
-from app.queue import service
+from app.queue import fastlane, service
 from app.queue.models import Assignment, Choice, Label
 from app.queue.schemas import (
     ClaimRead,
@@ -47,21 +51,42 @@ _EMPTY_DOC = {
     response_model=ClaimRead,
     responses={204: _EMPTY_DOC, **problems(404)},
 )
-def claim(
+async def claim(
     project_id: uuid.UUID,
-    session: SessionDep,
-    caller: AnnotatorDep,
+    request: Request,
+    credentials: BearerDep,
     now: NowDep,
     body: ClaimRequest | None = None,
 ) -> Response:
     """Lease the most informative free pair to the caller (or, for admins, to `annotator`)."""
-    annotator = caller.name
-    if body is not None and body.annotator is not None:
-        if not caller.is_admin:
-            raise Forbidden("only admin keys may claim on behalf of another annotator", field="annotator")
-        annotator = body.annotator
-    project = projects.get_active(session, caller, project_id)
-    result = service.claim(session, project, annotator, now)
+    # One threadpool hop for the whole request (auth, claim, commit): the queue's hot path.
+    return await run_in_threadpool(_claim, request, credentials, project_id, now, body)
+
+
+def _claim(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    project_id: uuid.UUID,
+    now: datetime,
+    body: ClaimRequest | None,
+) -> Response:
+    on_behalf = body is not None and body.annotator is not None
+    raw = None if on_behalf else fastlane.key_for(request, credentials)
+    if raw is not None:
+        annotator, instructions, result = fastlane.claim(request, raw, project_id, now)
+    else:
+        with get_database().session() as session:
+            caller = check_role(get_caller(request, credentials, session, now), ANNOTATOR_ROLES)
+            annotator = caller.name
+            if body is not None and body.annotator is not None:
+                if not caller.is_admin:
+                    raise Forbidden(
+                        "only admin keys may claim on behalf of another annotator", field="annotator"
+                    )
+                annotator = body.annotator
+            project = projects.get_active(session, caller, project_id)
+            instructions = project.instructions
+            result = service.claim(session, project, annotator, now)
     if isinstance(result, str):
         return Response(
             status_code=status.HTTP_204_NO_CONTENT,
@@ -72,13 +97,10 @@ def claim(
         lease_expires_at=result.assignment.lease_expires_at,
         annotator=annotator,
         prompt=result.prompt,
-        instructions=project.instructions,
+        instructions=instructions,
         response_a=ShownResponse(id=result.first.id, text=result.first.text),
         response_b=ShownResponse(id=result.second.id, text=result.second.text),
     )
-    # Serialised here, not by FastAPI: its response_model validation for a sync route takes another
-    # threadpool slot before the commit. With every slot held by claims waiting on this transaction's
-    # project-row lock, that slot never comes (a deadlock until statement_timeout, seen at 50 annotators).
     return JSONResponse(read.model_dump(mode="json"))
 
 
@@ -117,18 +139,37 @@ IdempotencyKey = Annotated[
         **problems(404, 409),
     },
 )
-def label(
+async def label(
     assignment_id: uuid.UUID,
     body: LabelRequest,
-    session: SessionDep,
-    caller: AnnotatorDep,
+    request: Request,
+    credentials: BearerDep,
     now: NowDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Store the choice for a live assignment; the same request again returns the first result (200)."""
-    assignment = service.get_assignment(session, caller, assignment_id)
-    stored, created = service.label(session, assignment, body, now, idempotency_key)
-    quality.schedule_aggregate(session, stored.project_id)
+    return await run_in_threadpool(_label, request, credentials, assignment_id, body, now, idempotency_key)
+
+
+def _label(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    assignment_id: uuid.UUID,
+    body: LabelRequest,
+    now: datetime,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    raw = fastlane.key_for(request, credentials)
+    if raw is not None:
+        stored, created = fastlane.label(request, raw, assignment_id, body, now, idempotency_key)
+        if created:
+            quality.schedule_aggregate_now(stored.project_id)
+    else:
+        with get_database().session() as session:
+            caller = check_role(get_caller(request, credentials, session, now), ANNOTATOR_ROLES)
+            assignment = service.get_assignment(session, caller, assignment_id)
+            stored, created = service.label(session, assignment, body, now, idempotency_key)
+            quality.schedule_aggregate(session, stored.project_id)
     return JSONResponse(_label_read(stored).model_dump(mode="json"), status_code=201 if created else 200)
 
 

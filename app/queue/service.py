@@ -80,33 +80,39 @@ class Claimed:
 def claim(session: Session, project: Project, annotator: str, now: datetime) -> Claimed | str:
     """Lease the best free slot to the annotator, or say why there is none (a QueueReason).
 
-    One statement finds and leases the slot (SKIP LOCKED). The first claim of a pair releases it
-    (compare-and-set on pair.released_at) and spends its budget on the project row, written last, just
-    before COMMIT, so concurrent claims hold that row lock for the shortest time. If the budget refuses,
-    the claim is undone in place (same transaction) and only already-released pairs are considered. A share
-    (project.gold_rate) of claims hands out a gold pair instead, outside the budget.
+    Finding and leasing the slot is one statement (SKIP LOCKED on Postgres). The first claim of a pair
+    releases it (compare-and-set on pair.released_at) and spends its budget on the project's counter row,
+    written last, just before COMMIT, so concurrent claims hold that row lock for the shortest time. If the
+    budget refuses, the claim is undone in place (same transaction) and only already-released pairs are
+    considered. A share (project.gold_rate) of claims hands out a gold pair instead, outside the budget.
+    On Postgres all of it is the SQL function real_queue_claim (one round trip); on SQLite the same steps
+    run from here.
     """
-    _check_lease_cap(session, annotator, now)
-    if project.gold_rate > 0 and _screen_order.random() < project.gold_rate:
+    cap = get_settings().max_active_leases_per_annotator
+    if repository.is_postgres(session):
+        found = repository.claim_pg(session, project.id, annotator, now, cap, gold_draw())
+        return claimed_or_reason(found, annotator, cap, now)
+    _check_lease_cap(session, annotator, cap, now)
+    if project.gold_rate > 0 and gold_draw() < project.gold_rate:
         gold = _claim_gold(session, project, annotator, now)
         if gold is not None:
             return gold
     max_pairs = project.max_pairs
     # A hint from the row as loaded; take_budget_for_pair below is the authority.
-    budget_open = max_pairs is None or project.pairs_released < max_pairs
+    budget_open = max_pairs is None or repository.pairs_released(session, project.id) < max_pairs
     expires_at = now + timedelta(seconds=project.lease_ttl_seconds)
     for _attempt in range(20):
         assignment_id = uuid.uuid4()
-        found = repository.claim_slot(
+        found_slot = repository.claim_slot(
             session, project.id, annotator, assignment_id, now, expires_at, released_only=not budget_open
         )
-        if found is None:
+        if found_slot is None:
             break
-        slot_id, pair_id, was_released = found
+        slot_id, pair_id, was_released = found_slot
         # A sibling slot's claim finds the pair released already (mark_pair_released is False): no budget.
         releasing = not was_released and repository.mark_pair_released(session, pair_id, now)
         claimed = _assign(session, project, assignment_id, pair_id, slot_id, annotator, now, expires_at)
-        # The budget is the project row, locked by this UPDATE until COMMIT: the last statement, so
+        # The budget is the project's counter row, locked by this UPDATE until COMMIT: the last statement, so
         # concurrent first claims queue on it for one round trip only.
         if releasing and not repository.take_budget_for_pair(session, project.id):
             repository.unclaim_slot(session, slot_id, pair_id, assignment_id)
@@ -114,11 +120,32 @@ def claim(session: Session, project: Project, annotator: str, now: datetime) -> 
             continue
         if releasing and project.annotations_per_pair > 1:
             # Only once the budget is spent: a flagged sibling is handed out as released, without budget.
-            # SKIP LOCKED, so holding the budget row here never waits on another claim.
             repository.mark_siblings_released(session, pair_id)
         log.info("queue.claimed", extra={"assignment_id": str(assignment_id), "pair_id": str(pair_id)})
         return claimed
     return _why_empty(session, project)
+
+
+def gold_draw() -> float:
+    """The draw a claim compares with project.gold_rate (a gold pair when below it)."""
+    return _screen_order.random()
+
+
+def claimed_or_reason(found: Any, annotator: str, cap: int, now: datetime) -> Claimed | str:
+    """A real_queue_claim row as the claim's answer: the lease, or why there is none (429 at the cap)."""
+    if found.outcome == "lease_cap":
+        _refuse_over_cap(annotator, found.live_leases, cap, found.soonest_expiry, now)
+    if found.outcome != "claimed":
+        return str(found.outcome)
+    log.info(
+        "queue.claimed", extra={"assignment_id": str(found.assignment_id), "pair_id": str(found.pair_id)}
+    )
+    return Claimed(
+        Lease(found.assignment_id, found.slot_id, found.pair_id, found.lease_expires_at),
+        found.prompt,
+        Shown(found.first_id, found.first_text),
+        Shown(found.second_id, found.second_text),
+    )
 
 
 def _assign(
@@ -169,22 +196,24 @@ def _claim_gold(session: Session, project: Project, annotator: str, now: datetim
         return None  # a concurrent claim of the same annotator took that slot number; serve a normal pair
 
 
-def _check_lease_cap(session: Session, annotator: str, now: datetime) -> None:
-    cap = get_settings().max_active_leases_per_annotator
+def _check_lease_cap(session: Session, annotator: str, cap: int, now: datetime) -> None:
     live = repository.live_lease_expiries(session, annotator, now)
     if len(live) >= cap:
-        retry = max(1, int((live[0] - now).total_seconds()) + 1)
-        raise ActiveLeaseLimit(
-            f"{annotator!r} already holds {len(live)} live leases (the cap is {cap}); label or wait for one",
-            headers={"Retry-After": str(retry)},
-        )
+        _refuse_over_cap(annotator, len(live), cap, live[0], now)
+
+
+def _refuse_over_cap(annotator: str, live: int, cap: int, soonest: datetime, now: datetime) -> None:
+    retry = max(1, int((soonest - now).total_seconds()) + 1)
+    raise ActiveLeaseLimit(
+        f"{annotator!r} already holds {live} live leases (the cap is {cap}); label or wait for one",
+        headers={"Retry-After": str(retry)},
+    )
 
 
 def _why_empty(session: Session, project: Project) -> str:
-    session.refresh(project)
     max_pairs = project.max_pairs
     # Once the budget is closed nothing new is released; only an expiring lease could free work again.
-    if max_pairs is not None and project.pairs_released >= max_pairs:
+    if max_pairs is not None and repository.pairs_released(session, project.id) >= max_pairs:
         return QueueReason.BUDGET_SPENT
     if repository.has_pending_prompts(session, project.id):
         return QueueReason.WAITING_FOR_EMBEDDINGS
@@ -229,8 +258,21 @@ def label(
     now: datetime,
     idempotency_key: str | None = None,
 ) -> tuple[Label, bool]:
-    """Store the assignment's label; (label, created). A retry of the same request returns the first."""
+    """Store the assignment's label; (label, created). A retry of the same request returns the first.
+
+    On Postgres the whole label is the SQL function real_queue_label (one round trip); on SQLite the same
+    steps run from here.
+    """
     fingerprint = request_fingerprint(assignment.id, body)
+    if repository.is_postgres(session):
+        found = repository.label_pg(
+            session, label_params(assignment.id, body, now, idempotency_key, fingerprint)
+        )
+        stored, created = label_or_refusal(found, assignment.id)
+        if created:  # written by the function; mirrored on the loaded object without another UPDATE
+            set_committed_value(assignment, "status", AssignmentStatus.LABELED)
+            set_committed_value(assignment, "ended_at", now)
+        return stored, created
     if idempotency_key and (prior := _by_key(session, assignment.annotator, idempotency_key, fingerprint)):
         return prior, False
     if assignment.status != AssignmentStatus.ACTIVE:
@@ -284,6 +326,53 @@ def label(
     new = Label(**values)
     log.info("queue.labeled", extra={"assignment_id": str(assignment.id), "choice": body.choice.value})
     return new, True
+
+
+def label_params(
+    assignment_id: uuid.UUID, body: LabelRequest, now: datetime, idempotency_key: str | None, fingerprint: str
+) -> dict[str, Any]:
+    """The bind parameters of real_queue_label (and real_queue_label_as, with the key's hash added)."""
+    return {
+        "assignment": assignment_id,
+        "choice": body.choice.value,
+        "confidence": body.confidence,
+        "rationale": body.rationale,
+        "idempotency_key": idempotency_key,
+        "fingerprint": fingerprint,
+        "now": now,
+        "label_id": uuid7(),
+        "created_at": utcnow(),
+    }
+
+
+def label_or_refusal(found: Any, assignment_id: uuid.UUID) -> tuple[Label, bool]:
+    """A real_queue_label row as the label's answer: (label, created), or the refusal raised."""
+    outcome = found.outcome
+    if outcome == "not_found":
+        raise NotFound(f"no assignment {assignment_id}")
+    if outcome == "lease_expired":
+        raise LeaseExpired(found.detail)
+    if outcome == "idempotency_key_reused":
+        raise IdempotencyKeyReused("send a new Idempotency-Key for a different label")
+    if outcome == "already_labeled":
+        raise AlreadyLabeled(f"this assignment was already labelled {found.choice!r}")
+    stored = Label(
+        id=found.label_id,
+        assignment_id=found.assignment_id,
+        project_id=found.project_id,
+        pair_id=found.pair_id,
+        annotator=found.annotator,
+        choice=found.choice,
+        winner_response_id=found.winner_response_id,
+        shown_first_response_id=found.shown_first_response_id,
+        labeled_at=found.labeled_at,
+        confidence=found.confidence,
+        rationale=found.rationale,
+    )
+    created = outcome == "created"
+    if created:
+        log.info("queue.labeled", extra={"assignment_id": str(found.assignment_id), "choice": found.choice})
+    return stored, created
 
 
 def _live(assignment: Assignment, now: datetime) -> None:
