@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # Where rate-limit counters live: Redis when set (or when the broker is Redis), else this process.
     rate_limit_redis_url: str | None = None
     max_active_leases_per_annotator: int = Field(default=10, ge=1)
+    # Claims and labels a server process works on at once; the others wait on its event loop, holding no
+    # thread and no database connection (more threads only fight over the GIL and the database's CPU).
+    queue_concurrency: int = Field(default=8, ge=1, le=500)
     max_lease_renewals: int = Field(default=5, ge=0)
     # How long an annotator may withdraw their last label.
     undo_window_seconds: int = Field(default=60, ge=0)

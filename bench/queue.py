@@ -1,17 +1,20 @@
 """Annotation-queue throughput and latency against the production server (a benchmark, not a test).
 
-    .venv/bin/python -m bench.queue [--seconds 15] [--pairs 3000] [--annotators 1,10,50]
-                                    [--db postgres,sqlite] [--workers 2] [--py-spy DIR]
+    .venv/bin/python -m bench.queue [--seconds 15] [--pairs 8000] [--annotators 1,10,50]
+                                    [--db postgres,sqlite] [--workers 2] [--sqlite-workers 1]
+                                    [--py-spy DIR]
 
 For each database it creates a dedicated database (Postgres: `bench_queue_<pid>` on --pg-admin-url, dropped at
 the end; SQLite: a file in a temporary folder), runs `real-align migrate`, then starts
-`real-align api --host 127.0.0.1 --port PORT --workers N` as a separate process (REAL_ENV=test, a random
-bootstrap admin key, rate limit and lease cap out of the way, REAL_DB_POOL_SIZE sized for the concurrency, no
-broker). For each annotator count it seeds a fresh project of --pairs pairs through the ORM (no embedding;
-`tests.factories`) and runs ANALYZE, creates N annotator keys (POST /v1/keys, members of the project), then
-the N annotators loop claim -> label `{"choice": "a"}`, each with its own key (the production path: key
-lookup, membership, lease cap), until --seconds pass or the queue answers 204. A claim already
-held at the deadline is still labelled, so no lease is left behind.
+`real-align api --host 127.0.0.1 --port PORT --workers N` (--workers on Postgres, --sqlite-workers on
+SQLite, whose single writer makes a second process only wait on the file lock) as a separate process
+(REAL_ENV=test, a random bootstrap admin key, rate limit and lease cap out of the way, REAL_DB_POOL_SIZE
+sized for the concurrency, no broker). For each annotator count it seeds a fresh project of --pairs pairs,
+with a budget of as many labels, through the ORM (no embedding; `tests.factories`) and runs ANALYZE, creates
+N annotator keys (POST /v1/keys, members of the project), then the N annotators loop claim -> label
+`{"choice": "a"}`, each with its own key (the production path: key lookup, membership, lease cap, budget),
+until --seconds pass or the queue answers 204. A claim already held at the deadline is still labelled, so no
+lease is left behind.
 
 The load client is this process: asyncio with one keep-alive HTTP/1.1 connection per annotator and a minimal
 hand-written HTTP client (a few tens of microseconds of CPU per request, so the two shared cores go to the
@@ -358,7 +361,7 @@ def seed(database_url: str, pairs: int, label: str) -> uuid.UUID:
     db = Database(Settings(database_url=database_url, env="test", db_pool_size=1, db_max_overflow=0))
     try:
         with db.session() as session:
-            project = make_project(session, name=label)
+            project = make_project(session, name=label, budget=pairs)
             make_pairs(session, project, pairs)
             project_id = project.id
         # Planner statistics as autovacuum would have them in steady state: right after a bulk insert into
@@ -517,13 +520,19 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=15.0, help="time bound per cell (default 15)")
-    parser.add_argument("--pairs", type=int, default=3000, help="pairs seeded per cell (default 3,000)")
+    parser.add_argument("--pairs", type=int, default=8000, help="pairs seeded per cell (default 8,000)")
     parser.add_argument(
         "--annotators", default="1,10,50", help="concurrent annotators per cell (default 1,10,50)"
     )
     parser.add_argument("--db", default="postgres,sqlite", help="databases (default postgres,sqlite)")
     parser.add_argument(
-        "--workers", type=int, default=2, help="uvicorn workers of `real-align api` (default 2)"
+        "--workers", type=int, default=2, help="uvicorn workers of `real-align api` on Postgres (default 2)"
+    )
+    parser.add_argument(
+        "--sqlite-workers",
+        type=int,
+        default=1,
+        help="uvicorn workers on SQLite (default 1: one writer; a second process only adds lock waits)",
     )
     parser.add_argument(
         "--pg-admin-url",
@@ -548,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"bench.queue {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; {os.cpu_count()} CPUs; load average "
         f"{load_start[0]:.2f} / {load_start[1]:.2f} / {load_start[2]:.2f}; {args.pairs:,} pairs and "
-        f"{args.seconds:g} s per cell; real-align api --workers {args.workers}",
+        f"{args.seconds:g} s per cell; real-align api --workers {args.workers} on Postgres, "
+        f"{args.sqlite_workers} on SQLite",
         flush=True,
     )
     tmp = Path(tempfile.mkdtemp(prefix="bench-queue-"))
@@ -573,7 +583,8 @@ def main(argv: list[str] | None = None) -> int:
             if migrated.returncode != 0:
                 raise RuntimeError(f"real-align migrate failed:\n{migrated.stderr[-2000:]}")
             port = free_port()
-            with server(env, port, args.workers, tmp, tmp / f"server-{db}.log") as proc:
+            workers = args.workers if db == "postgres" else args.sqlite_workers
+            with server(env, port, workers, tmp, tmp / f"server-{db}.log") as proc:
                 for n in counts:
                     t0 = time.perf_counter()
                     project_id = seed(url, args.pairs, f"bench {db} x{n}")

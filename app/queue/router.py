@@ -6,8 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Header, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
@@ -32,6 +32,15 @@ from app.queue.schemas import (
 )
 
 router = APIRouter(tags=["queue"])
+
+
+def _limiter(request: Request) -> CapacityLimiter:
+    """At most REAL_QUEUE_CONCURRENCY claims and labels at once in this app; the rest wait on its loop."""
+    limiter: CapacityLimiter | None = getattr(request.app.state, "queue_limiter", None)
+    if limiter is None:  # made on first use: an anyio limiter belongs to the running event loop
+        limiter = request.app.state.queue_limiter = CapacityLimiter(get_settings().queue_concurrency)
+    return limiter
+
 
 _EMPTY_DOC = {
     "description": "Nothing to hand out now. "
@@ -59,8 +68,10 @@ async def claim(
     body: ClaimRequest | None = None,
 ) -> Response:
     """Lease the most informative free pair to the caller (or, for admins, to `annotator`)."""
-    # One threadpool hop for the whole request (auth, claim, commit): the queue's hot path.
-    return await run_in_threadpool(_claim, request, credentials, project_id, now, body)
+    # One thread hop for the whole request (auth, claim, commit): the queue's hot path.
+    return await to_thread.run_sync(
+        _claim, request, credentials, project_id, now, body, limiter=_limiter(request)
+    )
 
 
 def _claim(
@@ -148,7 +159,9 @@ async def label(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Store the choice for a live assignment; the same request again returns the first result (200)."""
-    return await run_in_threadpool(_label, request, credentials, assignment_id, body, now, idempotency_key)
+    return await to_thread.run_sync(
+        _label, request, credentials, assignment_id, body, now, idempotency_key, limiter=_limiter(request)
+    )
 
 
 def _label(

@@ -7,10 +7,14 @@ a second label, 429 past the key's rate limit (with no claim made) or the lease 
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select, update
 
@@ -18,10 +22,13 @@ from app.api.clock import get_now
 from app.auth import keys
 from app.auth.models import ApiKey
 from app.db.base import utcnow
+from app.main import create_app
 from app.projects.models import Project, ProjectStatus
 from app.queue import fastlane
 from app.queue.models import Assignment, Label
+from tests.conftest import ADMIN_KEY
 from tests.factories import make_pairs, make_project
+from tests.live_server import serve
 
 
 def new_key(client: Any, name: str, role: str = "annotator", projects: list[Any] | None = None) -> str:
@@ -223,3 +230,46 @@ class TestRefusals:
         codes = [claim(client, project.id, key).status_code for _ in range(3)]
         assert codes == [200, 200, 429]
         assert session.scalar(select(func.count()).select_from(Assignment)) == 2
+
+
+class TestConcurrencyLimit:
+    def test_at_most_queue_concurrency_claims_run_at_once(
+        self, db: Any, session: Any, project: Project, override_settings: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        override_settings(queue_concurrency=2)
+        running = 0
+        most = 0
+        lock = threading.Lock()
+        original = fastlane.claim
+
+        def slow_claim(*args: Any) -> Any:
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            time.sleep(0.2)
+            try:
+                return original(*args)
+            finally:
+                with lock:
+                    running -= 1
+
+        monkeypatch.setattr(fastlane, "claim", slow_claim)
+        with serve(create_app(admin_key=ADMIN_KEY, start_runner=False)) as base_url:
+            with httpx.Client(base_url=base_url, headers=as_key(ADMIN_KEY)) as admin:
+                keys_made = [
+                    admin.post(
+                        "/v1/keys",
+                        json={"role": "annotator", "name": f"ann-c{n}", "projects": [str(project.id)]},
+                    ).json()["key"]
+                    for n in range(5)
+                ]
+
+            def one_claim(key: str) -> int:
+                with httpx.Client(base_url=base_url, headers=as_key(key), timeout=30) as c:
+                    return c.post(f"/v1/projects/{project.id}/queue/claim").status_code
+
+            with ThreadPoolExecutor(5) as pool:
+                codes = list(pool.map(one_claim, keys_made))
+        assert codes == [200] * 5
+        assert most == 2
