@@ -17,6 +17,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
     not_,
     or_,
     select,
@@ -75,7 +76,15 @@ def _candidate(*, released_only: bool) -> Any:
     gold_pairs = select(Pair.id).where(Pair.project_id == project_id, Pair.gold_answer.is_not(None))
     candidate = (
         select(PairSlot.id.label("id"), PairSlot.pair_id, PairSlot.released.label("was_released"))
-        .where(PairSlot.project_id == project_id, not_(PairSlot.done), _free(), ~already_has_pair)
+        # Spelled as the partial index's own predicate: SQLite renders not_(done) as `done = 0`, which its
+        # planner cannot match to `WHERE NOT done`, and then scans and sorts every slot (1 ms per claim with
+        # 3,000 pairs against 0.03 ms).
+        .where(
+            PairSlot.project_id == project_id,
+            literal_column("NOT pair_slot.done"),
+            _free(),
+            ~already_has_pair,
+        )
         .where(PairSlot.pair_id.not_in(gold_pairs))
         .order_by(PairSlot.released.desc(), PairSlot.priority.desc(), PairSlot.id)
         .limit(1)

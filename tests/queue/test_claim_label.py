@@ -224,3 +224,22 @@ class TestReleasedFirst:
             second = claim(client, project.id, "second")
             assert second.status_code == 200  # the first pair's sibling slot: no budget needed
             assert claim(client, project.id, "third").headers["Real-Queue-Reason"] == "budget_spent"
+
+
+class TestSqliteClaimPlan:
+    def test_the_claim_walks_the_claimable_index_without_sorting(self, sqlite_app: Any) -> None:
+        # SQLite uses a partial index only when the query spells its predicate (`NOT done`); `done = 0`
+        # made it scan and sort every slot on each claim.
+        with sqlite_app.session() as session:
+            project = make_project(session)
+            make_pairs(session, project, 50)
+            project_id = project.id
+        statement = repository._CANDIDATE_SQLITE[False].params(
+            b_project=project_id, b_annotator="ann", b_now=utcnow()
+        )
+        with sqlite_app.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
+            plan = " | ".join(row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+        assert "USING INDEX ix_pair_slot_claimable" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
