@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings, get_settings
 from app.db import after_commit
 
+READ_ONLY = "real_read_only"  # execution option of Database.read_session's connections
+
 
 class Database:
     """One engine and session factory for a process and a database URL."""
@@ -34,6 +36,16 @@ class Database:
             session.rollback()
             raise
         finally:
+            session.close()
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A unit of work that only reads, rolled back at the end; on SQLite it takes no write lock."""
+        session = self.session_factory(bind=self.engine.execution_options(**{READ_ONLY: True}))
+        try:
+            yield session
+        finally:
+            session.rollback()
             session.close()
 
     def dispose(self) -> None:
@@ -81,8 +93,12 @@ def _configure_sqlite(engine: Engine, settings: Settings) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front: two claimers queue on the busy timeout instead of both
-        # reading the same free slot and failing on upgrade (SQLite has no SELECT ... FOR UPDATE).
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # reading the same free slot and failing on upgrade (SQLite has no SELECT ... FOR UPDATE). A read-only
+        # unit of work begins deferred: in WAL mode it reads a snapshot without blocking the writer.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _dispatch(task_name: str, kwargs: dict[str, Any]) -> None:

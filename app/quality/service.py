@@ -15,6 +15,7 @@ import statistics
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -88,47 +89,85 @@ def load_labels(session: Session, project_id: uuid.UUID) -> ProjectLabels:
     return ProjectLabels(ordinary, gold)
 
 
-def aggregate(session: Session, project: Project) -> QualitySnapshot:
-    """Recompute and store majority and Dawid-Skene per pair, reliability per annotator, and the snapshot."""
-    # Taken before the labels are read: a label stored after this moment makes the snapshot stale.
-    now = utcnow()
-    data = load_labels(session, project.id)
+@dataclass
+class Aggregates:
+    """What one aggregation computed, ready to store."""
+
+    computed_at: datetime
+    pair_rows: list[dict[str, Any]]
+    annotator_rows: list[dict[str, Any]]
+    snapshot: dict[str, Any]
+
+
+def compute(project_id: uuid.UUID, data: ProjectLabels, now: datetime) -> Aggregates:
+    """Majority and Dawid-Skene per pair, reliability per annotator, and the snapshot (no database)."""
     by_pair: dict[uuid.UUID, list[str]] = defaultdict(list)
     for pair_id, _annotator, value in data.labels:
         by_pair[pair_id].append(value)
     overlapping = any(len(v) >= 2 for v in by_pair.values())
     ds = dawid_skene(data.labels, CATEGORIES, tol=1e-4) if data.labels and overlapping else None
+    pair_rows = []
     for pair_id, values in by_pair.items():
         vote = majority(values)
         share = (vote.counts[vote.choice] / len(values)) if vote.choice else None
-        session.execute(
-            update(Pair)
-            .where(Pair.id == pair_id)
-            .values(
-                majority_choice=vote.choice,
-                majority_tied=vote.tied,
-                agreement=share if len(values) >= 2 else None,
-                ds_choice=ds.predicted(pair_id) if ds else None,
-                ds_posterior={k: round(v, 6) for k, v in ds.posteriors[pair_id].items()} if ds else None,
-            )
-            .execution_options(synchronize_session=False)
+        pair_rows.append(
+            {
+                "id": pair_id,
+                "majority_choice": vote.choice,
+                "majority_tied": vote.tied,
+                "agreement": share if len(values) >= 2 else None,
+                "ds_choice": ds.predicted(pair_id) if ds else None,
+                "ds_posterior": {k: round(v, 6) for k, v in ds.posteriors[pair_id].items()} if ds else None,
+            }
         )
     with_majority = agreement_with_majority(data.labels)
-    annotators = sorted({a for _, a, _ in data.labels})
-    if annotators:
+    annotator_rows = [
+        {
+            "project_id": project_id,
+            "annotator": a,
+            "reliability": ds.reliability.get(a) if ds else None,
+            "agreement_with_majority": with_majority.get(a),
+            "updated_at": now,
+            "id": uuid.uuid4(),
+        }
+        for a in sorted({a for _, a, _ in data.labels})
+    ]
+    fleiss = fleiss_kappa(data.labels)
+    snapshot = {
+        "project_id": project_id,
+        "computed_at": now,
+        "labels_count_at_compute": len(data.labels) + len(data.gold),
+        "labels": len(data.labels),
+        "gold_labels": len(data.gold),
+        "pairs_labelled": len(by_pair),
+        "pairs_with_overlap": sum(1 for v in by_pair.values() if len(v) >= 2),
+        "krippendorff_alpha": krippendorff_alpha_nominal(data.labels),
+        "fleiss": {
+            "kappa": fleiss.kappa,
+            "raters": fleiss.raters,
+            "items": fleiss.items,
+            "items_left_out": fleiss.items_left_out,
+        },
+        "cohen": [
+            {"annotators": list(key), "kappa": result.kappa, "items": result.items}
+            for key, result in pairwise_cohen(data.labels).items()
+        ],
+        "dawid_skene": {"iterations": ds.iterations, "converged": ds.converged, "priors": ds.priors}
+        if ds
+        else None,
+    }
+    return Aggregates(now, pair_rows, annotator_rows, snapshot)
+
+
+def store(session: Session, project_id: uuid.UUID, computed: Aggregates) -> QualitySnapshot:
+    """Write what compute() found: one executemany for the pairs, one upsert for the annotators."""
+    if computed.pair_rows:
+        # ORM bulk UPDATE by primary key: one executemany, not a statement per pair (the write lock, a
+        # single one on SQLite, is held for this transaction only).
+        session.execute(update(Pair), computed.pair_rows)
+    if computed.annotator_rows:
         insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        rows = [
-            {
-                "project_id": project.id,
-                "annotator": a,
-                "reliability": ds.reliability.get(a) if ds else None,
-                "agreement_with_majority": with_majority.get(a),
-                "updated_at": now,
-                "id": uuid.uuid4(),
-            }
-            for a in annotators
-        ]
-        stmt = insert(AnnotatorQuality).values(rows)
+        stmt = insert(AnnotatorQuality).values(computed.annotator_rows)
         session.execute(
             stmt.on_conflict_do_update(
                 index_elements=["project_id", "annotator"],
@@ -139,49 +178,39 @@ def aggregate(session: Session, project: Project) -> QualitySnapshot:
                 },
             )
         )
-    fleiss = fleiss_kappa(data.labels)
-    repository.save_snapshot(
-        session,
-        {
-            "project_id": project.id,
-            "computed_at": now,
-            "labels_count_at_compute": len(data.labels) + len(data.gold),
-            "labels": len(data.labels),
-            "gold_labels": len(data.gold),
-            "pairs_labelled": len(by_pair),
-            "pairs_with_overlap": sum(1 for v in by_pair.values() if len(v) >= 2),
-            "krippendorff_alpha": krippendorff_alpha_nominal(data.labels),
-            "fleiss": {
-                "kappa": fleiss.kappa,
-                "raters": fleiss.raters,
-                "items": fleiss.items,
-                "items_left_out": fleiss.items_left_out,
-            },
-            "cohen": [
-                {"annotators": list(key), "kappa": result.kappa, "items": result.items}
-                for key, result in pairwise_cohen(data.labels).items()
-            ],
-            "dawid_skene": {"iterations": ds.iterations, "converged": ds.converged, "priors": ds.priors}
-            if ds
-            else None,
-        },
-    )
+    repository.save_snapshot(session, computed.snapshot)
     session.flush()
-    return session.get_one(QualitySnapshot, project.id, populate_existing=True)
+    return session.get_one(QualitySnapshot, project_id, populate_existing=True)
+
+
+def aggregate(session: Session, project: Project) -> QualitySnapshot:
+    """Recompute and store majority and Dawid-Skene per pair, reliability per annotator, and the snapshot."""
+    # Taken before the labels are read: a label stored after this moment makes the snapshot stale.
+    now = utcnow()
+    return store(session, project.id, compute(project.id, load_labels(session, project.id), now))
 
 
 def aggregate_project(project_id: str, force: bool = False) -> bool:
-    """The ``quality.aggregate`` task: aggregate one project unless its snapshot is current (or forced)."""
+    """The ``quality.aggregate`` task: aggregate one project unless its snapshot is current (or forced).
+
+    Reads and computes in a read-only unit of work, then writes in a short one: on SQLite a write
+    transaction holds the database's single write lock, which every claim and label waits for.
+    """
     pid = uuid.UUID(str(project_id))
-    with get_database().session() as session:
-        project = session.get(Project, pid)
-        if project is None:
+    database = get_database()
+    with database.read_session() as session:
+        if session.get(Project, pid) is None:
             return False
         if not force and not repository.label_totals(session, pid).newer_than(
             repository.snapshot(session, pid)
         ):
             return False
-        stored = aggregate(session, project)
+        now = utcnow()  # before the labels are read: a label stored after it makes the snapshot stale
+        computed = compute(pid, load_labels(session, pid), now)
+    with database.session() as session:
+        if session.get(Project, pid) is None:
+            return False  # deleted meanwhile
+        stored = store(session, pid, computed)
         labels = stored.labels_count_at_compute
     log.info("quality.aggregated", extra={"project_id": str(pid), "labels": labels})
     return True

@@ -13,6 +13,7 @@ from app.api.clock import get_now
 from app.db.base import utcnow
 from app.exports.service import run_export
 from app.pairs.models import Pair
+from app.projects.models import Project
 from app.prompts.models import Response
 from app.quality.agreement import krippendorff_alpha_nominal
 from app.quality.service import aggregate_project
@@ -149,3 +150,23 @@ def test_annotator_timing_and_skips(client: Any, session: Any) -> None:
     assert stats["median_seconds_per_label"] == pytest.approx(20.0, abs=0.5)
     assert (stats["labels"], stats["skips"]) == (2, 1)
     assert stats["skip_rate"] == pytest.approx(1 / 3)
+
+
+class TestAggregationOnSqlite:
+    def test_reading_the_labels_does_not_hold_the_write_lock(self, sqlite_app: Any) -> None:
+        # Claims and labels wait for SQLite's single write lock; the aggregation reads (and computes) in a
+        # read-only unit of work, so a label can commit meanwhile.
+        with sqlite_app.session() as session:
+            project = make_project(session)
+            project_id = project.id
+        with sqlite_app.read_session() as reading:
+            assert reading.get(Project, project_id) is not None
+            writer = sqlite_app.engine.raw_connection()
+            try:
+                cursor = writer.cursor()
+                cursor.execute("PRAGMA busy_timeout = 0")  # fail at once instead of waiting
+                cursor.execute("BEGIN IMMEDIATE")
+                cursor.execute("UPDATE project SET name = 'renamed while reading'")
+                cursor.execute("COMMIT")
+            finally:
+                writer.close()
