@@ -85,13 +85,6 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     _setup_logging(settings.log_level)
-    if settings.is_sqlite and args.workers > 1:
-        # One writer: a second process only waits on the file lock (bench/queue.py: p99 1.5 s at 50
-        # annotators with two workers, 0.3 s with one, at the same round trips/s). Use Postgres to scale out.
-        logging.getLogger(__name__).warning(
-            "SQLite has one writer: %d workers only wait on each other's lock; use Postgres to scale out",
-            args.workers,
-        )
     uvicorn.run(
         "app.main:create_app",
         factory=True,

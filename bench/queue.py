@@ -1,15 +1,13 @@
 """Annotation-queue throughput and latency against the production server (a benchmark, not a test).
 
     .venv/bin/python -m bench.queue [--seconds 15] [--pairs 8000] [--annotators 1,10,50]
-                                    [--db postgres,sqlite] [--workers 2] [--sqlite-workers 1]
-                                    [--py-spy DIR]
+                                    [--db postgres,sqlite] [--workers 2] [--py-spy DIR]
 
 For each database it creates a dedicated database (Postgres: `bench_queue_<pid>` on --pg-admin-url, dropped at
 the end; SQLite: a file in a temporary folder), runs `real-align migrate`, then starts
-`real-align api --host 127.0.0.1 --port PORT --workers N` (--workers on Postgres, --sqlite-workers on
-SQLite, whose single writer makes a second process only wait on the file lock) as a separate process
-(REAL_ENV=test, a random bootstrap admin key, rate limit and lease cap out of the way, REAL_DB_POOL_SIZE
-sized for the concurrency, no broker). For each annotator count it seeds a fresh project of --pairs pairs,
+`real-align api --host 127.0.0.1 --port PORT --workers N` as a separate process (REAL_ENV=test, a random
+bootstrap admin key, rate limit and lease cap out of the way, REAL_DB_POOL_SIZE sized for the concurrency, no
+broker). For each annotator count it seeds a fresh project of --pairs pairs,
 with a budget of as many labels, through the ORM (no embedding; `tests.factories`) and runs ANALYZE, creates
 N annotator keys (POST /v1/keys, members of the project), then the N annotators loop claim -> label
 `{"choice": "a"}`, each with its own key (the production path: key lookup, membership, lease cap, budget),
@@ -526,13 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--db", default="postgres,sqlite", help="databases (default postgres,sqlite)")
     parser.add_argument(
-        "--workers", type=int, default=2, help="uvicorn workers of `real-align api` on Postgres (default 2)"
-    )
-    parser.add_argument(
-        "--sqlite-workers",
-        type=int,
-        default=1,
-        help="uvicorn workers on SQLite (default 1: one writer; a second process only adds lock waits)",
+        "--workers", type=int, default=2, help="uvicorn workers of `real-align api` (default 2)"
     )
     parser.add_argument(
         "--pg-admin-url",
@@ -557,8 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"bench.queue {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; {os.cpu_count()} CPUs; load average "
         f"{load_start[0]:.2f} / {load_start[1]:.2f} / {load_start[2]:.2f}; {args.pairs:,} pairs and "
-        f"{args.seconds:g} s per cell; real-align api --workers {args.workers} on Postgres, "
-        f"{args.sqlite_workers} on SQLite",
+        f"{args.seconds:g} s per cell; real-align api --workers {args.workers}",
         flush=True,
     )
     tmp = Path(tempfile.mkdtemp(prefix="bench-queue-"))
@@ -583,8 +574,7 @@ def main(argv: list[str] | None = None) -> int:
             if migrated.returncode != 0:
                 raise RuntimeError(f"real-align migrate failed:\n{migrated.stderr[-2000:]}")
             port = free_port()
-            workers = args.workers if db == "postgres" else args.sqlite_workers
-            with server(env, port, workers, tmp, tmp / f"server-{db}.log") as proc:
+            with server(env, port, args.workers, tmp, tmp / f"server-{db}.log") as proc:
                 for n in counts:
                     t0 = time.perf_counter()
                     project_id = seed(url, args.pairs, f"bench {db} x{n}")

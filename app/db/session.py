@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings, get_settings
 from app.db import after_commit
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: SQLite's own busy handler alone serialises writers there
+    fcntl = None  # type: ignore[assignment]
 
 READ_ONLY = "real_read_only"  # execution option of Database.read_session's connections
 
@@ -53,13 +61,77 @@ class Database:
         self.engine.dispose()
 
 
+class _WriteLockedSQLiteConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions also hold an exclusive flock on `<database>.lock`.
+
+    SQLite's busy handler waits for the write lock by sleeping, up to 100 ms a time, so with two server
+    processes a claim often slept long after the lock was free (claim p99 1.5 s at 50 annotators).
+    Waiting on the flock instead, in steps of at most 0.2 ms, hands the lock over almost at once
+    (bench/queue.py at 50 annotators: two processes 252-259 round trips/s, one process 165-185). Taken
+    before BEGIN IMMEDIATE, dropped after COMMIT or ROLLBACK (and on close). A writer that cannot get it
+    within the busy timeout goes on without it and SQLite's own busy handler decides, as before, so a unit
+    of work that waits on another one of its own thread fails with "database is locked" instead of hanging.
+    """
+
+    lock_fd: int | None = None
+    locked = False
+    timeout_s = 30.0
+
+    def take_write_lock(self) -> None:
+        if self.lock_fd is None or self.locked or fcntl is None:
+            return
+        deadline = time.monotonic() + self.timeout_s
+        pause = 0.00002
+        while True:
+            try:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 0.0002)
+            else:
+                self.locked = True
+                return
+
+    def _drop_write_lock(self) -> None:
+        if self.lock_fd is not None and self.locked and fcntl is not None:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+            self.locked = False
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._drop_write_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._drop_write_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._drop_write_lock()
+            if self.lock_fd is not None:
+                os.close(self.lock_fd)
+                self.lock_fd = None
+
+
 def build_engine(settings: Settings) -> Engine:
     """An engine for the configured URL, with SQLite set up for concurrent use."""
     url = settings.database_url
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": settings.sqlite_busy_timeout_ms / 1000},
+            connect_args={
+                "check_same_thread": False,
+                "timeout": settings.sqlite_busy_timeout_ms / 1000,
+                "factory": _WriteLockedSQLiteConnection,
+            },
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
         )
@@ -89,6 +161,10 @@ def _configure_sqlite(engine: Engine, settings: Settings) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        database = engine.url.database
+        if database and database != ":memory:" and isinstance(dbapi_connection, _WriteLockedSQLiteConnection):
+            dbapi_connection.lock_fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            dbapi_connection.timeout_s = settings.sqlite_busy_timeout_ms / 1000
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -97,8 +173,11 @@ def _configure_sqlite(engine: Engine, settings: Settings) -> None:
         # unit of work begins deferred: in WAL mode it reads a snapshot without blocking the writer.
         if connection.get_execution_options().get(READ_ONLY):
             connection.exec_driver_sql("BEGIN")
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        dbapi_connection = connection.connection.driver_connection
+        if isinstance(dbapi_connection, _WriteLockedSQLiteConnection):
+            dbapi_connection.take_write_lock()
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _dispatch(task_name: str, kwargs: dict[str, Any]) -> None:
