@@ -1,7 +1,8 @@
-"""An annotator's claim or label on Postgres as one statement: key, permission and work in one round trip.
+"""A claim or label request's whole work, and the one-statement lane for an annotator's own key on Postgres.
 
-The routes in app/queue/router.py send a request here when it can take this lane: Postgres, a well-formed API
-key that is not the bootstrap admin key, and (for a claim) no `annotator` on behalf of someone else. The
+claim_request / label_request (called by app/queue/router.py in one thread hop) send a request down the lane
+when it can take it: Postgres, a well-formed API key that is not the bootstrap admin key, and (for a claim) no
+`annotator` on behalf of someone else; anything else runs as a unit of work (auth, service, commit). The
 SQL functions real_queue_claim_as / real_queue_label_as resolve the key by its HMAC, apply the checks of
 app/auth/service.authenticate, the annotator role check and the project or assignment visibility check, then
 run real_queue_claim / real_queue_label, the same functions the unit-of-work path calls. Each runs in
@@ -21,15 +22,18 @@ from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import Connection
 
-from app.api.deps import count_request, counting_auth_failures
+from app.api.deps import ANNOTATOR_ROLES, check_role, count_request, counting_auth_failures, get_caller
 from app.auth import keys
 from app.auth import service as auth
 from app.auth.models import Role
 from app.config import get_settings
 from app.db.session import get_database
 from app.errors import Forbidden, NotFound, Unauthorized
+from app.projects import service as projects
+from app.quality import service as quality
 from app.queue import repository, service
-from app.queue.schemas import LabelRequest
+from app.queue.models import Label
+from app.queue.schemas import ClaimRequest, LabelRequest
 
 # An API key's HMAC names one key row for ever, so its id (what rate limits count against) can be kept.
 _key_ids: dict[str, uuid.UUID] = {}
@@ -40,6 +44,52 @@ _AUTH_REFUSALS = {
     "revoked_key": "this API key was revoked",
     "expired_key": "this API key has expired",
 }
+
+
+def claim_request(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    project_id: uuid.UUID,
+    now: datetime,
+    body: ClaimRequest | None,
+) -> tuple[str, str, service.Claimed | str]:
+    """(annotator, the project's instructions, Claimed or a QueueReason): the lane, or a unit of work."""
+    on_behalf = body is not None and body.annotator is not None
+    raw = None if on_behalf else key_for(request, credentials)
+    if raw is not None:
+        return claim(request, raw, project_id, now)
+    with get_database().session() as session:
+        caller = check_role(get_caller(request, credentials, session, now), ANNOTATOR_ROLES)
+        annotator = caller.name
+        if body is not None and body.annotator is not None:
+            if not caller.is_admin:
+                raise Forbidden("only admin keys may claim on behalf of another annotator", field="annotator")
+            annotator = body.annotator
+        project = projects.get_active(session, caller, project_id)
+        return annotator, project.instructions, service.claim(session, project, annotator, now)
+
+
+def label_request(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    assignment_id: uuid.UUID,
+    body: LabelRequest,
+    now: datetime,
+    idempotency_key: str | None,
+) -> tuple[Label, bool]:
+    """(label, created): the lane, or a unit of work; a new label asks for its project's aggregation."""
+    raw = key_for(request, credentials)
+    if raw is not None:
+        stored, created = label(request, raw, assignment_id, body, now, idempotency_key)
+        if created:
+            quality.schedule_aggregate_now(stored.project_id)
+        return stored, created
+    with get_database().session() as session:
+        caller = check_role(get_caller(request, credentials, session, now), ANNOTATOR_ROLES)
+        assignment = service.get_assignment(session, caller, assignment_id)
+        stored, created = service.label(session, assignment, body, now, idempotency_key)
+        quality.schedule_aggregate(session, stored.project_id)
+    return stored, created
 
 
 def key_for(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
@@ -114,7 +164,7 @@ def label(
     body: LabelRequest,
     now: datetime,
     idempotency_key: str | None,
-) -> tuple[Any, bool]:
+) -> tuple[Label, bool]:
     """(label, created) for the key's principal's assignment."""
     key_hash = _key_hash(raw)
     fingerprint = service.request_fingerprint(assignment_id, body)

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials
 
 from app.api.clock import NowDep
-from app.api.deps import ANNOTATOR_ROLES, AnnotatorDep, BearerDep, SessionDep, check_role, get_caller
+from app.api.deps import AnnotatorDep, BearerDep, SessionDep
 from app.api.responses import problems
 from app.config import get_settings
-from app.db.session import get_database
-from app.errors import Forbidden
-from app.projects import service as projects
 from app.quality import service as quality
 from app.queue import fastlane, service
 from app.queue.models import Assignment, Choice, Label
@@ -68,36 +63,10 @@ async def claim(
     body: ClaimRequest | None = None,
 ) -> Response:
     """Lease the most informative free pair to the caller (or, for admins, to `annotator`)."""
-    # One thread hop for the whole request (auth, claim, commit): the queue's hot path.
-    return await to_thread.run_sync(
-        _claim, request, credentials, project_id, now, body, limiter=_limiter(request)
+    # One thread hop for the whole unit of work (auth, claim, commit): the queue's hot path.
+    annotator, instructions, result = await to_thread.run_sync(
+        fastlane.claim_request, request, credentials, project_id, now, body, limiter=_limiter(request)
     )
-
-
-def _claim(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None,
-    project_id: uuid.UUID,
-    now: datetime,
-    body: ClaimRequest | None,
-) -> Response:
-    on_behalf = body is not None and body.annotator is not None
-    raw = None if on_behalf else fastlane.key_for(request, credentials)
-    if raw is not None:
-        annotator, instructions, result = fastlane.claim(request, raw, project_id, now)
-    else:
-        with get_database().session() as session:
-            caller = check_role(get_caller(request, credentials, session, now), ANNOTATOR_ROLES)
-            annotator = caller.name
-            if body is not None and body.annotator is not None:
-                if not caller.is_admin:
-                    raise Forbidden(
-                        "only admin keys may claim on behalf of another annotator", field="annotator"
-                    )
-                annotator = body.annotator
-            project = projects.get_active(session, caller, project_id)
-            instructions = project.instructions
-            result = service.claim(session, project, annotator, now)
     if isinstance(result, str):
         return Response(
             status_code=status.HTTP_204_NO_CONTENT,
@@ -159,30 +128,16 @@ async def label(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Store the choice for a live assignment; the same request again returns the first result (200)."""
-    return await to_thread.run_sync(
-        _label, request, credentials, assignment_id, body, now, idempotency_key, limiter=_limiter(request)
+    stored, created = await to_thread.run_sync(
+        fastlane.label_request,
+        request,
+        credentials,
+        assignment_id,
+        body,
+        now,
+        idempotency_key,
+        limiter=_limiter(request),
     )
-
-
-def _label(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None,
-    assignment_id: uuid.UUID,
-    body: LabelRequest,
-    now: datetime,
-    idempotency_key: str | None,
-) -> JSONResponse:
-    raw = fastlane.key_for(request, credentials)
-    if raw is not None:
-        stored, created = fastlane.label(request, raw, assignment_id, body, now, idempotency_key)
-        if created:
-            quality.schedule_aggregate_now(stored.project_id)
-    else:
-        with get_database().session() as session:
-            caller = check_role(get_caller(request, credentials, session, now), ANNOTATOR_ROLES)
-            assignment = service.get_assignment(session, caller, assignment_id)
-            stored, created = service.label(session, assignment, body, now, idempotency_key)
-            quality.schedule_aggregate(session, stored.project_id)
     return JSONResponse(_label_read(stored).model_dump(mode="json"), status_code=201 if created else 200)
 
 

@@ -135,6 +135,8 @@ def claimed_or_reason(found: Any, annotator: str, cap: int, now: datetime) -> Cl
     """A real_queue_claim row as the claim's answer: the lease, or why there is none (429 at the cap)."""
     if found.outcome == "lease_cap":
         _refuse_over_cap(annotator, found.live_leases, cap, found.soonest_expiry, now)
+    if found.outcome == "no_project":  # deleted since the caller's check
+        raise NotFound("no such project")
     if found.outcome != "claimed":
         return str(found.outcome)
     log.info(
