@@ -407,7 +407,7 @@ class QueueMachine(RuleBasedStateMachine):
         assert not set(live_holds) & set(labelled), "an annotator holds a pair they already labelled"
 
 
-def test_queue_state_machine(db: Any, override_settings: Any) -> None:
+def run_machine(database: Any, override_settings: Any) -> None:
     override_settings(
         max_active_leases_per_annotator=LEASE_CAP,
         max_lease_renewals=RENEWAL_CAP,
@@ -415,6 +415,17 @@ def test_queue_state_machine(db: Any, override_settings: Any) -> None:
     )
 
     class BoundQueueMachine(QueueMachine):
-        database = db
+        pass
 
+    BoundQueueMachine.database = database
     run_state_machine_as_test(BoundQueueMachine, settings=machine_settings)
+
+
+def test_queue_state_machine(db: Any, override_settings: Any) -> None:
+    """Postgres: every claim and label is the SQL function (real_queue_claim / real_queue_label)."""
+    run_machine(db, override_settings)
+
+
+def test_queue_state_machine_on_the_sqlite_default(sqlite_app: Any, override_settings: Any) -> None:
+    """SQLite: the same steps as statements from app/queue/service.py."""
+    run_machine(sqlite_app, override_settings)
