@@ -178,8 +178,11 @@ BEGIN
             p_project, v_pair, v_slot, v_assignment, p_annotator, p_now, v_expires, v_instructions);
         IF v_releasing THEN
             -- The budget: the project's counter row, locked until COMMIT, so the last write of the claim.
-            UPDATE project_budget SET pairs_released = pairs_released + 1
-             WHERE project_id = p_project AND (v_budget IS NULL OR pairs_released < v_budget / v_per_pair);
+            -- The budget itself is read by this statement (a PATCH committed meanwhile counts), not locked.
+            UPDATE project_budget b SET pairs_released = b.pairs_released + 1
+              FROM project j
+             WHERE b.project_id = p_project AND j.id = p_project
+               AND (j.budget IS NULL OR b.pairs_released < j.budget / j.annotations_per_pair);
             IF NOT FOUND THEN
                 -- Spent meanwhile: undo this claim in place; only released pairs may still be handed out.
                 DELETE FROM assignment WHERE id = v_assignment;
