@@ -18,7 +18,7 @@ from app.db import after_commit
 
 try:
     import fcntl
-except ImportError:  # not on Windows: SQLite's own busy handler alone serialises writers there
+except ImportError:  # Windows has no fcntl: there SQLite's own busy handler alone serialises writers
     fcntl = None  # type: ignore[assignment]
 
 READ_ONLY = "real_read_only"  # execution option of Database.read_session's connections
@@ -67,7 +67,7 @@ class _WriteLockedSQLiteConnection(sqlite3.Connection):
     SQLite's busy handler waits for the write lock by sleeping, up to 100 ms a time, so with two server
     processes a claim often slept long after the lock was free (claim p99 1.5 s at 50 annotators).
     Waiting on the flock instead, in steps of at most 0.2 ms, hands the lock over almost at once
-    (bench/queue.py at 50 annotators: two processes 252-259 round trips/s, one process 165-185). Taken
+    (bench/queue.py at 50 annotators: two processes 206-259 round trips/s, one process 165-185). Taken
     before BEGIN IMMEDIATE, dropped after COMMIT or ROLLBACK (and on close). A writer that cannot get it
     within the busy timeout goes on without it and SQLite's own busy handler decides, as before, so a unit
     of work that waits on another one of its own thread fails with "database is locked" instead of hanging.
