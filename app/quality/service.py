@@ -218,7 +218,7 @@ def aggregate_project(project_id: str, force: bool = False) -> bool:
 
 def aggregate_stale() -> int:
     """The periodic ``quality.aggregate_stale`` task: ask for an aggregation of every stale project."""
-    with get_database().session() as session:
+    with get_database().read_session() as session:  # a scan of every label: no write lock on SQLite
         stale = repository.stale_projects(session)
     sent = 0
     for project_id in stale:
