@@ -115,55 +115,31 @@ BEGIN
     FOR attempt IN 1..20 LOOP
         v_assignment := gen_random_uuid();
         -- Find, lock (SKIP LOCKED) and lease the first claimable slot in the order of
-        -- ix_pair_slot_claimable: slots of released pairs first, then priority. Two statements, not one
-        -- with a flag, so each is planned for its own WHERE.
-        IF v_budget_open THEN
-            WITH candidate AS (
-                SELECT s.id, s.released
-                  FROM pair_slot s
-                 WHERE s.project_id = p_project AND NOT s.done
-                   AND (s.lease_expires_at IS NULL OR s.lease_expires_at <= p_now)
-                   AND NOT EXISTS (
-                       SELECT 1 FROM assignment a
-                        WHERE a.pair_id = s.pair_id AND a.annotator = p_annotator
-                          AND (a.status IN ('labeled', 'skipped')
-                               OR (a.status = 'active' AND a.lease_expires_at > p_now)))
-                   AND s.pair_id NOT IN (
-                       SELECT g.id FROM pair g WHERE g.project_id = p_project AND g.gold_answer IS NOT NULL)
-                 ORDER BY s.released DESC, s.priority DESC, s.id
-                 LIMIT 1
-                 FOR UPDATE OF s SKIP LOCKED
-            )
-            UPDATE pair_slot u
-               SET lease_assignment_id = v_assignment, lease_owner = p_annotator,
-                   lease_expires_at = v_expires, released = true
-              FROM candidate c
-             WHERE u.id = c.id
-            RETURNING u.id, u.pair_id, c.released INTO v_slot, v_pair, v_was_released;
-        ELSE
-            WITH candidate AS (
-                SELECT s.id, s.released
-                  FROM pair_slot s
-                 WHERE s.project_id = p_project AND NOT s.done AND s.released
-                   AND (s.lease_expires_at IS NULL OR s.lease_expires_at <= p_now)
-                   AND NOT EXISTS (
-                       SELECT 1 FROM assignment a
-                        WHERE a.pair_id = s.pair_id AND a.annotator = p_annotator
-                          AND (a.status IN ('labeled', 'skipped')
-                               OR (a.status = 'active' AND a.lease_expires_at > p_now)))
-                   AND s.pair_id NOT IN (
-                       SELECT g.id FROM pair g WHERE g.project_id = p_project AND g.gold_answer IS NOT NULL)
-                 ORDER BY s.released DESC, s.priority DESC, s.id
-                 LIMIT 1
-                 FOR UPDATE OF s SKIP LOCKED
-            )
-            UPDATE pair_slot u
-               SET lease_assignment_id = v_assignment, lease_owner = p_annotator,
-                   lease_expires_at = v_expires, released = true
-              FROM candidate c
-             WHERE u.id = c.id
-            RETURNING u.id, u.pair_id, c.released INTO v_slot, v_pair, v_was_released;
-        END IF;
+        -- ix_pair_slot_claimable: slots of released pairs first, then priority. Once the budget is closed,
+        -- only released pairs: `released >= true`; else `released >= false`, every slot. As a range on the
+        -- index's second column it stays an index condition in PL/pgSQL's generic plan (no sort).
+        WITH candidate AS (
+            SELECT s.id, s.released
+              FROM pair_slot s
+             WHERE s.project_id = p_project AND NOT s.done AND s.released >= NOT v_budget_open
+               AND (s.lease_expires_at IS NULL OR s.lease_expires_at <= p_now)
+               AND NOT EXISTS (
+                   SELECT 1 FROM assignment a
+                    WHERE a.pair_id = s.pair_id AND a.annotator = p_annotator
+                      AND (a.status IN ('labeled', 'skipped')
+                           OR (a.status = 'active' AND a.lease_expires_at > p_now)))
+               AND s.pair_id NOT IN (
+                   SELECT g.id FROM pair g WHERE g.project_id = p_project AND g.gold_answer IS NOT NULL)
+             ORDER BY s.released DESC, s.priority DESC, s.id
+             LIMIT 1
+             FOR UPDATE OF s SKIP LOCKED
+        )
+        UPDATE pair_slot u
+           SET lease_assignment_id = v_assignment, lease_owner = p_annotator,
+               lease_expires_at = v_expires, released = true
+          FROM candidate c
+         WHERE u.id = c.id
+        RETURNING u.id, u.pair_id, c.released INTO v_slot, v_pair, v_was_released;
         EXIT WHEN v_slot IS NULL;
 
         -- The first claim of a pair releases it (compare-and-set); a sibling slot's claim finds it released.
