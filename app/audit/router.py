@@ -8,12 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
 
 from app.api.deps import AdminDep, SessionDep
-from app.api.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from app.api.pagination import CursorQuery, LimitQuery, Page
 from app.api.responses import problems
-from app.audit.models import AuditEvent
+from app.audit import service
 
 router = APIRouter(tags=["audit"])
 
@@ -36,10 +35,4 @@ def list_audit_events(
     session: SessionDep, _caller: AdminDep, limit: LimitQuery = 50, cursor: CursorQuery = None
 ) -> Page[AuditEventRead]:
     """Who created or revoked keys, created or changed projects, exported what, and when (oldest first)."""
-    query = select(AuditEvent).order_by(AuditEvent.id).limit(limit + 1)
-    after = decode_cursor(cursor)
-    if after is not None:
-        query = query.where(AuditEvent.id > after)
-    rows = list(session.scalars(query))
-    items = [AuditEventRead.model_validate(r) for r in rows[:limit]]
-    return Page(items=items, next_cursor=encode_cursor(rows[limit - 1].id) if len(rows) > limit else None)
+    return service.list_events(session, limit=limit, cursor=cursor).page(AuditEventRead.model_validate)

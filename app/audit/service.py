@@ -1,11 +1,13 @@
-"""Record audit events in the same unit of work as the change they describe."""
+"""Record audit events in the same unit of work as the change they describe; page through them."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.api.pagination import PageRows, paginate
 from app.audit.models import AuditEvent
 from app.auth.context import Caller
 
@@ -29,3 +31,8 @@ def record(
             details=details,
         )
     )
+
+
+def list_events(session: Session, *, limit: int, cursor: str | None) -> PageRows[AuditEvent]:
+    """A page of the audit log, oldest first."""
+    return paginate(session, select(AuditEvent), AuditEvent.id, limit=limit, cursor=cursor)

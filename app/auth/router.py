@@ -6,11 +6,10 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
-from sqlalchemy import select
 
 from app.api.clock import NowDep
 from app.api.deps import AdminDep, CallerDep, SessionDep
-from app.api.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from app.api.pagination import CursorQuery, LimitQuery, Page
 from app.api.responses import problems
 from app.auth import service
 from app.auth.models import ApiKey, Principal, Role
@@ -66,18 +65,7 @@ def list_keys(
     session: SessionDep, _caller: AdminDep, limit: LimitQuery = 50, cursor: CursorQuery = None
 ) -> Page[KeyRead]:
     """Every key: prefix, principal, role, projects, created / last used / expires / revoked."""
-    query = (
-        select(ApiKey, Principal)
-        .join(Principal, Principal.id == ApiKey.principal_id)
-        .order_by(ApiKey.id)
-        .limit(limit + 1)
-    )
-    after = decode_cursor(cursor)
-    if after is not None:
-        query = query.where(ApiKey.id > after)
-    rows = session.execute(query).all()
-    items = [_key(key, principal) for key, principal in rows[:limit]]
-    return Page(items=items, next_cursor=encode_cursor(rows[limit - 1][0].id) if len(rows) > limit else None)
+    return service.list_keys(session, limit=limit, cursor=cursor).page(lambda row: _key(*row))
 
 
 @router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404))

@@ -7,9 +7,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, exists, select, update
+from sqlalchemy import Connection, Row, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
+from app.api.pagination import PageRows, paginate_rows
 from app.audit import service as audit
 from app.auth import keys
 from app.auth.context import BOOTSTRAP_ADMIN, Caller
@@ -119,6 +120,12 @@ def revoke_key(session: Session, caller: Caller, key_id: uuid.UUID, now: datetim
         audit.record(session, caller, "key.revoked", "api_key", row.id, row.details())
         session.flush()
     return row
+
+
+def list_keys(session: Session, *, limit: int, cursor: str | None) -> PageRows[Row[ApiKey, Principal]]:
+    """A page of every key with its principal, oldest first."""
+    query = select(ApiKey, Principal).join(Principal, Principal.id == ApiKey.principal_id)
+    return paginate_rows(session, query, ApiKey.id, limit=limit, cursor=cursor)
 
 
 # Built once: authentication runs on every request, and building a statement costs more than running it.

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from app.api.deps import DataTeamDep, SessionDep
-from app.api.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from app.api.pagination import CursorQuery, LimitQuery, Page
 from app.api.responses import problems
 from app.exports import service, storage
 from app.exports.models import ExportRun, ExportStatus
@@ -89,10 +89,7 @@ def list_exports(
 ) -> Page[ExportRead]:
     """The project's exports, newest first."""
     project = projects.get(session, caller, project_id)
-    runs, last = service.list_exports(
-        session, project, after=decode_cursor(cursor), limit=limit, status=status
-    )
-    return Page(items=[_read(r) for r in runs], next_cursor=encode_cursor(last) if last else None)
+    return service.list_exports(session, project, limit=limit, cursor=cursor, status=status).page(_read)
 
 
 @router.get("/projects/{project_id}/exports/latest", response_model=ExportRead, responses=problems(404))

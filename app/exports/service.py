@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.api.pagination import PageRows, paginate
 from app.audit import service as audit
 from app.auth.context import Caller
 from app.config import get_settings
@@ -137,16 +138,13 @@ def get(session: Session, caller: Caller, export_id: uuid.UUID) -> ExportRun:
 
 
 def list_exports(
-    session: Session, project: Project, *, after: uuid.UUID | None, limit: int, status: str | None = None
-) -> tuple[list[ExportRun], uuid.UUID | None]:
-    """A page of the project's exports, newest first, and the id to continue after (or None)."""
-    query = select(ExportRun).where(ExportRun.project_id == project.id).order_by(ExportRun.id.desc())
+    session: Session, project: Project, *, limit: int, cursor: str | None, status: str | None = None
+) -> PageRows[ExportRun]:
+    """A page of the project's exports, newest first."""
+    query = select(ExportRun).where(ExportRun.project_id == project.id)
     if status is not None:
         query = query.where(ExportRun.status == status)
-    if after is not None:
-        query = query.where(ExportRun.id < after)
-    found = list(session.scalars(query.limit(limit + 1)))
-    return found[:limit], (found[limit - 1].id if len(found) > limit else None)
+    return paginate(session, query, ExportRun.id, limit=limit, cursor=cursor, descending=True)
 
 
 def latest(session: Session, project: Project, fmt: str | None = None) -> ExportRun:

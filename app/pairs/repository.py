@@ -1,4 +1,5 @@
-"""Queries and writes on pairs for redundancy: which are labelled, which may be held back, and the marking.
+"""Queries and writes on pairs: the project's list, and for redundancy which are labelled, which may be held
+back, and the marking.
 
 Marking never touches a pair that was handed out. The lock order matches a claim's (slot, then pair): the
 candidate pairs' slots are locked first (``FOR UPDATE`` on Postgres, waiting for a claim that holds one),
@@ -13,11 +14,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, null, select, text, update
+from sqlalchemy import Row, exists, func, null, select, text, update
 from sqlalchemy.orm import Session, aliased
 
+from app.api.pagination import PageRows, paginate_rows
 from app.pairs.models import Pair, PairSlot, PairStatus
-from app.prompts.models import Response
+from app.prompts.models import Prompt, Response
 from app.queue.models import Label
 
 # IN-list size per statement: well under every driver's parameter limit.
@@ -26,6 +28,23 @@ CHUNK = 500
 
 def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def page_with_responses(
+    session: Session, project_id: uuid.UUID, *, status: PairStatus | None, limit: int, cursor: str | None
+) -> PageRows[Row[Pair, str, Response, Response]]:
+    """A page of the project's pairs in creation order: pair, prompt external id, response A, response B."""
+    response_a, response_b = aliased(Response), aliased(Response)
+    query = (
+        select(Pair, Prompt.external_id, response_a, response_b)
+        .join(Prompt, Prompt.id == Pair.prompt_id)
+        .join(response_a, response_a.id == Pair.response_a_id)
+        .join(response_b, response_b.id == Pair.response_b_id)
+        .where(Pair.project_id == project_id)
+    )
+    if status is not None:
+        query = query.where(Pair.status == status)
+    return paginate_rows(session, query, Pair.id, limit=limit, cursor=cursor)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,9 @@ import uuid
 
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from app.api.deps import DataTeamDep, SessionDep
-from app.api.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from app.api.pagination import CursorQuery, LimitQuery, Page
 from app.api.responses import problems
 from app.projects import service
 from app.projects.models import Project
@@ -30,13 +29,7 @@ def list_projects(
     session: SessionDep, caller: DataTeamDep, limit: LimitQuery = 50, cursor: CursorQuery = None
 ) -> Page[ProjectRead]:
     """The projects the caller may see, oldest first."""
-    query = select(Project).where(service.visible_filter(caller)).order_by(Project.id).limit(limit + 1)
-    after = decode_cursor(cursor)
-    if after is not None:
-        query = query.where(Project.id > after)
-    rows = list(session.scalars(query))
-    items = [ProjectRead.model_validate(p) for p in rows[:limit]]
-    return Page(items=items, next_cursor=encode_cursor(rows[limit - 1].id) if len(rows) > limit else None)
+    return service.list_visible(session, caller, limit=limit, cursor=cursor).page(ProjectRead.model_validate)
 
 
 @router.get("/{project_id}", response_model=ProjectRead, responses=problems(404))

@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
+from app.api.pagination import PageRows, paginate
 from app.audit import service as audit
 from app.auth.context import Caller
 from app.auth.models import Role
@@ -62,6 +63,12 @@ def visible_filter(caller: Caller) -> ColumnElement[bool]:
     if caller.role is Role.DATA_TEAM and caller.principal_id is not None:
         return or_(granted, Project.created_by_principal_id == caller.principal_id)
     return granted
+
+
+def list_visible(session: Session, caller: Caller, *, limit: int, cursor: str | None) -> PageRows[Project]:
+    """A page of the projects the caller may see, oldest first."""
+    query = select(Project).where(visible_filter(caller))
+    return paginate(session, query, Project.id, limit=limit, cursor=cursor)
 
 
 def get(session: Session, caller: Caller, project_id: uuid.UUID, *, include_archived: bool = True) -> Project:

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from app.api.deps import DataTeamDep, SessionDep
-from app.api.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from app.api.pagination import CursorQuery, LimitQuery, Page
 from app.api.responses import problems
 from app.projects import service as projects
 from app.prompts import service
@@ -39,10 +39,9 @@ def list_prompts(
 ) -> Page[PromptSummary]:
     """The project's prompts, oldest first; filter by status (e.g. unpairable) and by having labels."""
     project = projects.get(session, caller, project_id)
-    items, last = service.list_prompts(
-        session, project, status=status, labelled=labelled, after=decode_cursor(cursor), limit=limit
+    return service.list_prompts(
+        session, project, status=status, labelled=labelled, limit=limit, cursor=cursor
     )
-    return Page(items=items, next_cursor=encode_cursor(last) if last else None)
 
 
 @router.get("/by-external-id/{external_id:path}", response_model=PromptRead, responses=problems(404))

@@ -8,10 +8,11 @@ import uuid
 from typing import Any
 
 import numpy as np
-from sqlalchemy import exists, func, select
+from sqlalchemy import Row, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from app.api.pagination import Page, paginate_rows
 from app.config import get_settings
 from app.db.after_commit import send_after_commit
 from app.embeddings import repository as embedding_repository
@@ -260,9 +261,9 @@ def list_prompts(
     *,
     status: PromptStatus | None,
     labelled: bool | None,
-    after: uuid.UUID | None,
     limit: int,
-) -> tuple[list[PromptSummary], uuid.UUID | None]:
+    cursor: str | None,
+) -> Page[PromptSummary]:
     """A page of the project's prompts with counts, filtered by status and by whether any label exists."""
     responses = select(func.count()).select_from(Response).where(Response.prompt_id == Prompt.id)
     pairs = select(func.count()).select_from(Pair).where(Pair.prompt_id == Prompt.id)
@@ -272,30 +273,25 @@ def list_prompts(
         .join(Pair, Pair.id == Label.pair_id)
         .where(Pair.prompt_id == Prompt.id)
     )
-    query = (
-        select(Prompt, responses.scalar_subquery(), pairs.scalar_subquery(), labels.scalar_subquery())
-        .where(Prompt.project_id == project.id)
-        .order_by(Prompt.id)
-        .limit(limit + 1)
-    )
+    query = select(
+        Prompt, responses.scalar_subquery(), pairs.scalar_subquery(), labels.scalar_subquery()
+    ).where(Prompt.project_id == project.id)
     if status is not None:
         query = query.where(Prompt.status == status)
     if labelled is not None:
         has_label = exists().where(Label.pair_id == Pair.id, Pair.prompt_id == Prompt.id)
         query = query.where(has_label if labelled else ~has_label)
-    if after is not None:
-        query = query.where(Prompt.id > after)
-    rows = session.execute(query).all()
-    items = [
-        PromptSummary(
-            id=p.id,
-            external_id=p.external_id,
-            status=PromptStatus(p.status),
-            responses=r,
-            pairs=n,
-            labels=lab,
-            created_at=p.created_at,
-        )
-        for p, r, n, lab in rows[:limit]
-    ]
-    return items, rows[limit - 1][0].id if len(rows) > limit else None
+    return paginate_rows(session, query, Prompt.id, limit=limit, cursor=cursor).page(_summary)
+
+
+def _summary(row: Row[Prompt, int, int, int]) -> PromptSummary:
+    prompt, responses, pairs, labels = row
+    return PromptSummary(
+        id=prompt.id,
+        external_id=prompt.external_id,
+        status=PromptStatus(prompt.status),
+        responses=responses,
+        pairs=pairs,
+        labels=labels,
+        created_at=prompt.created_at,
+    )

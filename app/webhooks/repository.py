@@ -1,4 +1,5 @@
-"""Webhook delivery queries: due deliveries, and the compare-and-sets that start and finish an attempt."""
+"""Webhook delivery queries: due deliveries, a project's list, and the compare-and-sets that start and finish
+an attempt."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.api.pagination import PageRows, paginate
 from app.webhooks.models import DeliveryStatus, WebhookDelivery
 
 
@@ -65,15 +67,12 @@ def page(
     session: Session,
     project_id: uuid.UUID,
     *,
-    after: uuid.UUID | None,
     limit: int,
+    cursor: str | None,
     status: str | None,
-) -> tuple[list[WebhookDelivery], uuid.UUID | None]:
-    """A page of the project's deliveries, newest first, and the id to continue after (or None)."""
+) -> PageRows[WebhookDelivery]:
+    """A page of the project's deliveries, newest first."""
     query = select(WebhookDelivery).where(WebhookDelivery.project_id == project_id)
     if status is not None:
         query = query.where(WebhookDelivery.status == status)
-    if after is not None:
-        query = query.where(WebhookDelivery.id < after)
-    found = list(session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit + 1)))
-    return found[:limit], (found[limit - 1].id if len(found) > limit else None)
+    return paginate(session, query, WebhookDelivery.id, limit=limit, cursor=cursor, descending=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import DataTeamDep, SessionDep
-from app.api.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from app.api.pagination import CursorQuery, LimitQuery, Page
 from app.api.responses import problems
 from app.projects import service as projects
 from app.webhooks import service
@@ -59,10 +59,5 @@ def list_webhook_deliveries(
 ) -> Page[WebhookDeliveryRead]:
     """The project's webhook deliveries, newest first: status, attempts, last HTTP status and error."""
     project = projects.get(session, caller, project_id)
-    rows, last = service.list_deliveries(
-        session, project, after=decode_cursor(cursor), limit=limit, status=status
-    )
-    return Page(
-        items=[WebhookDeliveryRead.model_validate(r, from_attributes=True) for r in rows],
-        next_cursor=encode_cursor(last) if last else None,
-    )
+    deliveries = service.list_deliveries(session, project, limit=limit, cursor=cursor, status=status)
+    return deliveries.page(lambda row: WebhookDeliveryRead.model_validate(row, from_attributes=True))

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import background
+from app.api.pagination import PageRows
 from app.audit import service as audit
 from app.auth.context import Caller
 from app.config import Settings, get_settings
@@ -129,10 +130,10 @@ def read(webhook: ExportWebhook, secret: str | None = None) -> ExportWebhookRead
 
 
 def list_deliveries(
-    session: Session, project: Project, *, after: uuid.UUID | None, limit: int, status: str | None
-) -> tuple[list[WebhookDelivery], uuid.UUID | None]:
+    session: Session, project: Project, *, limit: int, cursor: str | None, status: str | None
+) -> PageRows[WebhookDelivery]:
     """A page of the project's deliveries, newest first."""
-    return repository.page(session, project.id, after=after, limit=limit, status=status)
+    return repository.page(session, project.id, limit=limit, cursor=cursor, status=status)
 
 
 # ------------------------------------------------------------------------------------------- events
