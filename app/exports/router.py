@@ -14,7 +14,7 @@ from app.api.responses import problems
 from app.exports import service, storage
 from app.exports.models import ExportRun, ExportStatus
 from app.exports.schemas import ExportRead, ExportRequest, Manifest, ManifestSummary
-from app.projects import service as projects
+from app.projects.deps import ProjectDep
 
 router = APIRouter(tags=["exports"])
 
@@ -71,38 +71,33 @@ def _read(run: ExportRun) -> ExportRead:
     responses=problems(404),
 )
 def create_export(
-    project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep, body: ExportRequest | None = None
+    project: ProjectDep, session: SessionDep, caller: DataTeamDep, body: ExportRequest | None = None
 ) -> ExportRead:
     """Start a DPO export of the labels as of `snapshot_at` (default now); see docs/exports.md."""
-    project = projects.get(session, caller, project_id)
     return _read(service.create(session, caller, project, body or ExportRequest()))
 
 
 @router.get("/projects/{project_id}/exports", response_model=Page[ExportRead], responses=problems(404))
 def list_exports(
-    project_id: uuid.UUID,
+    project: ProjectDep,
     session: SessionDep,
-    caller: DataTeamDep,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
     status: Annotated[ExportStatus | None, Query(description="Only exports in this state.")] = None,
 ) -> Page[ExportRead]:
     """The project's exports, newest first."""
-    project = projects.get(session, caller, project_id)
     return service.list_exports(session, project, limit=limit, cursor=cursor, status=status).page(_read)
 
 
 @router.get("/projects/{project_id}/exports/latest", response_model=ExportRead, responses=problems(404))
 def latest_export(
-    project_id: uuid.UUID,
+    project: ProjectDep,
     session: SessionDep,
-    caller: DataTeamDep,
     format: Annotated[
         Literal["jsonl", "parquet"] | None, Query(description="Only exports in this format.")
     ] = None,
 ) -> ExportRead:
     """The project's newest succeeded export; 404 if there is none."""
-    project = projects.get(session, caller, project_id)
     return _read(service.latest(session, project, format))
 
 

@@ -10,11 +10,8 @@ from pydantic import BaseModel
 
 from app.api.deps import DataTeamDep, SessionDep
 from app.api.responses import problems
-from app.errors import NotFound
 from app.jobs import service
-from app.jobs.models import Job, JobStatus
-from app.projects import service as projects
-from app.projects.models import Project
+from app.jobs.models import JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -35,9 +32,7 @@ class JobRead(BaseModel):
 @router.get("/{job_id}", response_model=JobRead, responses=problems(404))
 def get_job(job_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> JobRead:
     """Status and progress (prompts embedded and paired out of those accepted)."""
-    job = session.get(Job, job_id)
-    if job is None or not projects.can_see(caller, session.get_one(Project, job.project_id)):
-        raise NotFound(f"no job {job_id}")
+    job = service.get(session, caller, job_id)
     p = service.progress(session, job)
     return JobRead(
         id=job.id,

@@ -9,8 +9,12 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.auth.context import Caller
 from app.db.base import utcnow
+from app.errors import NotFound
 from app.jobs.models import Job, JobStatus
+from app.projects import service as projects
+from app.projects.models import Project
 from app.prompts.models import Prompt, PromptStatus
 
 
@@ -20,6 +24,14 @@ class JobProgress:
     status: JobStatus
     done: int
     total: int
+
+
+def get(session: Session, caller: Caller, job_id: uuid.UUID) -> Job:
+    """A job of a project the caller may see, or 404."""
+    job = session.get(Job, job_id)
+    if job is None or not projects.can_see(caller, session.get_one(Project, job.project_id)):
+        raise NotFound(f"no job {job_id}")
+    return job
 
 
 def progress(session: Session, job: Job) -> JobProgress:

@@ -7,30 +7,27 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import DataTeamDep, SessionDep
+from app.api.deps import SessionDep
 from app.api.responses import problems
 from app.neighbors import service
 from app.neighbors.schemas import NeighborsRead, NeighborStats
-from app.projects import service as projects
+from app.projects.deps import ProjectDep
 
 router = APIRouter(prefix="/projects/{project_id}", tags=["neighbors"])
 
 
 @router.get("/responses/{response_id}/neighbors", response_model=NeighborsRead, responses=problems(404, 409))
 def get_response_neighbors(
-    project_id: uuid.UUID,
+    project: ProjectDep,
     response_id: uuid.UUID,
     session: SessionDep,
-    caller: DataTeamDep,
     k: Annotated[int, Query(ge=1, le=100, description="How many neighbours.")] = 10,
 ) -> NeighborsRead:
     """The k responses of the project most similar to this one (cosine), across prompts."""
-    project = projects.get(session, caller, project_id)
     return service.neighbors(session, project, response_id, k)
 
 
 @router.get("/neighbors/stats", response_model=NeighborStats, responses=problems(404, 409))
-def get_neighbor_stats(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> NeighborStats:
+def get_neighbor_stats(project: ProjectDep, session: SessionDep) -> NeighborStats:
     """Near-duplicate and exact-duplicate counts across the project's responses."""
-    project = projects.get(session, caller, project_id)
     return service.stats(session, project)

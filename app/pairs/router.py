@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter
 from sqlalchemy import Row
 
-from app.api.deps import DataTeamDep, SessionDep
+from app.api.deps import SessionDep
 from app.api.pagination import CursorQuery, LimitQuery, Page
 from app.api.responses import problems
 from app.pairs import repository
 from app.pairs.models import Pair, PairStatus
 from app.pairs.schemas import PairRead, PairResponse
-from app.projects import service as projects
+from app.projects.deps import ProjectDep
 from app.prompts.models import Response
 
 router = APIRouter(prefix="/projects/{project_id}/pairs", tags=["pairs"])
@@ -40,14 +38,12 @@ def _read(row: Row[Pair, str, Response, Response]) -> PairRead:
 
 @router.get("", response_model=Page[PairRead], responses=problems(404))
 def list_pairs(
-    project_id: uuid.UUID,
+    project: ProjectDep,
     session: SessionDep,
-    caller: DataTeamDep,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
     status: PairStatus | None = None,
 ) -> Page[PairRead]:
     """Pairs in creation order, with both responses' texts."""
-    project = projects.get(session, caller, project_id)
     rows = repository.page_with_responses(session, project.id, status=status, limit=limit, cursor=cursor)
     return rows.page(_read)

@@ -11,6 +11,7 @@ from app.api.deps import DataTeamDep, SessionDep
 from app.api.pagination import CursorQuery, LimitQuery, Page
 from app.api.responses import problems
 from app.projects import service
+from app.projects.deps import ActiveProjectDep, ProjectDep
 from app.projects.models import Project
 from app.projects.schemas import ProjectCreate, ProjectRead, ProjectStats, ProjectUpdate
 from app.selection import reselect
@@ -33,23 +34,23 @@ def list_projects(
 
 
 @router.get("/{project_id}", response_model=ProjectRead, responses=problems(404))
-def get_project(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Project:
+def get_project(project: ProjectDep) -> Project:
     """One project."""
-    return service.get(session, caller, project_id)
+    return project
 
 
 @router.patch("/{project_id}", response_model=ProjectRead, responses=problems(404, 409))
 def update_project(
-    project_id: uuid.UUID, body: ProjectUpdate, session: SessionDep, caller: DataTeamDep
+    project: ProjectDep, body: ProjectUpdate, session: SessionDep, caller: DataTeamDep
 ) -> Project:
     """Change a project's settings."""
-    return service.update(session, caller, service.get(session, caller, project_id), body)
+    return service.update(session, caller, project, body)
 
 
 @router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404))
-def archive_project(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Response:
+def archive_project(project: ProjectDep, session: SessionDep, caller: DataTeamDep) -> Response:
     """Archive a project (its data stays; it takes no new prompts or claims)."""
-    service.archive(session, caller, service.get(session, caller, project_id))
+    service.archive(session, caller, project)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -64,13 +65,13 @@ class ReselectRead(BaseModel):
     response_model=ReselectRead,
     responses=problems(404),
 )
-def reselect_project(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> ReselectRead:
+def reselect_project(project: ActiveProjectDep, session: SessionDep, caller: DataTeamDep) -> ReselectRead:
     """Choose pairs again, with the current strategy and threshold, for prompts no one was handed yet."""
-    result = reselect.reselect(session, caller, service.get_active(session, caller, project_id))
+    result = reselect.reselect(session, caller, project)
     return ReselectRead(job_id=result.job_id, prompts=result.prompts)
 
 
 @router.get("/{project_id}/stats", response_model=ProjectStats, responses=problems(404))
-def project_stats(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> ProjectStats:
+def project_stats(project: ProjectDep, session: SessionDep) -> ProjectStats:
     """Ingest, embedding, pairing, labelling and budget counts."""
-    return service.stats(session, service.get(session, caller, project_id))
+    return service.stats(session, project)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import DataTeamDep, ReviewerDep, SessionDep
 from app.api.responses import problems
-from app.projects import service as projects
+from app.projects.deps import ProjectDep, ReviewProjectDep
 from app.quality import service
 from app.schemas import Input, NoNulStr
 
@@ -113,9 +113,9 @@ class GoldRead(BaseModel):
 
 
 @router.get("/quality", response_model=QualityRead, responses=problems(404))
-def quality(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Any:
+def quality(project: ProjectDep, session: SessionDep) -> Any:
     """Agreement (Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa) as last aggregated."""
-    return service.read_quality(session, projects.get(session, caller, project_id))
+    return service.read_quality(session, project)
 
 
 @router.post(
@@ -124,23 +124,21 @@ def quality(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> 
     response_model=RefreshRead,
     responses=problems(404),
 )
-def refresh_quality(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> RefreshRead:
+def refresh_quality(project: ProjectDep, session: SessionDep) -> RefreshRead:
     """Recompute the aggregates and agreement now, in the background (safe to repeat)."""
-    project = projects.get(session, caller, project_id)
     stored = service.request_refresh(session, project)
     return RefreshRead(project_id=project.id, computed_at=stored.computed_at if stored else None)
 
 
 @router.get("/annotators", response_model=list[AnnotatorRead], responses=problems(404))
-def annotators(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Any:
+def annotators(project: ProjectDep, session: SessionDep) -> Any:
     """Per annotator: labels, median seconds per label, skip rate, gold accuracy, agreement, reliability."""
-    return service.annotator_stats(session, projects.get(session, caller, project_id))
+    return service.annotator_stats(session, project)
 
 
 @router.get("/review", response_model=list[ReviewItem], responses=problems(404))
-def review_queue(project_id: uuid.UUID, session: SessionDep, caller: ReviewerDep) -> Any:
+def review_queue(project: ReviewProjectDep, session: SessionDep) -> Any:
     """Pairs whose labels disagree (a tied majority or agreement under the threshold), least agreed first."""
-    project = projects.get(session, caller, project_id)
     return [
         ReviewItem(
             pair_id=p.id,
@@ -162,10 +160,13 @@ def review_queue(project_id: uuid.UUID, session: SessionDep, caller: ReviewerDep
     responses=problems(404),
 )
 def review(
-    project_id: uuid.UUID, pair_id: uuid.UUID, body: ReviewCreate, session: SessionDep, caller: ReviewerDep
+    project: ReviewProjectDep,
+    pair_id: uuid.UUID,
+    body: ReviewCreate,
+    session: SessionDep,
+    caller: ReviewerDep,
 ) -> Any:
     """Record a verdict that overrides the pair's aggregate (kept with its history)."""
-    project = projects.get(session, caller, project_id)
     row = service.review(session, caller, project, pair_id, body.verdict, body.note)
     return ReviewRead(
         id=row.id,
@@ -179,9 +180,8 @@ def review(
 
 @router.put("/pairs/{pair_id}/gold", response_model=GoldRead, responses=problems(404))
 def set_gold(
-    project_id: uuid.UUID, pair_id: uuid.UUID, body: GoldSet, session: SessionDep, caller: DataTeamDep
+    project: ProjectDep, pair_id: uuid.UUID, body: GoldSet, session: SessionDep, caller: DataTeamDep
 ) -> Any:
     """Mark a pair as a gold check with its known answer; gold pairs are mixed into queues, never budgeted."""
-    project = projects.get(session, caller, project_id)
     pair = service.set_gold(session, caller, project, pair_id, body.answer)
     return GoldRead(pair_id=pair.id, gold_answer=pair.gold_answer)

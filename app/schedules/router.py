@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter, Response, status
 
 from app.api.clock import NowDep
 from app.api.deps import DataTeamDep, SessionDep
 from app.api.responses import problems
-from app.projects import service as projects
+from app.projects.deps import ProjectDep
 from app.schedules import service
 from app.schedules.schemas import ExportScheduleRead, ExportScheduleSet
 
@@ -18,24 +16,20 @@ router = APIRouter(prefix="/projects/{project_id}/export-schedule", tags=["expor
 
 @router.put("", response_model=ExportScheduleRead, responses=problems(404))
 def put_export_schedule(
-    project_id: uuid.UUID, body: ExportScheduleSet, session: SessionDep, caller: DataTeamDep, now: NowDep
+    project: ProjectDep, body: ExportScheduleSet, session: SessionDep, caller: DataTeamDep, now: NowDep
 ) -> ExportScheduleRead:
     """Create or replace the project's export schedule: an interval or a cron (UTC) and the request."""
-    project = projects.get(session, caller, project_id)
     return service.read(service.put(session, caller, project, body, now))
 
 
 @router.get("", response_model=ExportScheduleRead, responses=problems(404))
-def get_export_schedule(
-    project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep
-) -> ExportScheduleRead:
+def get_export_schedule(project: ProjectDep, session: SessionDep) -> ExportScheduleRead:
     """The project's export schedule with its next and last run; 404 if it has none."""
-    project = projects.get(session, caller, project_id)
     return service.read(service.get(session, project))
 
 
 @router.delete("", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404))
-def delete_export_schedule(project_id: uuid.UUID, session: SessionDep, caller: DataTeamDep) -> Response:
+def delete_export_schedule(project: ProjectDep, session: SessionDep, caller: DataTeamDep) -> Response:
     """Stop scheduled exports of the project (its exports stay); 204 also when there was none."""
-    service.delete(session, caller, projects.get(session, caller, project_id))
+    service.delete(session, caller, project)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
