@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # Claims and labels a server process works on at once; the others wait on its event loop, holding no
     # thread and no database connection (more threads only fight over the GIL and the database's CPU).
     queue_concurrency: int = Field(default=8, ge=1, le=500)
+    # An annotator's claim or label with its own key on Postgres as one statement (app/queue/fastlane.py);
+    # off, it takes the unit-of-work path, which calls the same SQL functions (bench/queue.py --lane).
+    queue_fastlane: bool = True
     max_lease_renewals: int = Field(default=5, ge=0)
     # How long an annotator may withdraw their last label.
     undo_window_seconds: int = Field(default=60, ge=0)

@@ -1,7 +1,12 @@
 """Annotation-queue throughput and latency against the production server (a benchmark, not a test).
 
     .venv/bin/python -m bench.queue [--seconds 15] [--pairs 8000] [--annotators 1,10,50]
-                                    [--db postgres,sqlite] [--workers 2] [--py-spy DIR]
+                                    [--db postgres,sqlite] [--workers 2] [--lane on[,off,...]] [--py-spy DIR]
+
+--lane runs the Postgres cells once per value, in that order, each with its own server: `on` is the default
+(an annotator's claim and label as one statement, app/queue/fastlane.py), `off` sets
+REAL_QUEUE_FASTLANE=false so they take the unit-of-work path, which calls the same SQL functions
+(`on,off,on,off` interleaves the two against drift).
 
 For each database it creates a dedicated database (Postgres: `bench_queue_<pid>` on --pg-admin-url, dropped at
 the end; SQLite: a file in a temporary folder), runs `real-align migrate`, then starts
@@ -424,9 +429,12 @@ def verify(database_url: str, project_id: uuid.UUID) -> dict[str, int]:
         db.dispose()
 
 
-def server_env(database_url: str, admin_key: str, pool_size: int, overflow: int) -> dict[str, str]:
+def server_env(
+    database_url: str, admin_key: str, pool_size: int, overflow: int, lane: bool = True
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REAL_")}
     env.update(
+        REAL_QUEUE_FASTLANE=str(lane).lower(),
         REAL_DATABASE_URL=database_url,
         REAL_ENV="test",
         REAL_BOOTSTRAP_ADMIN_KEY=admin_key,
@@ -485,7 +493,7 @@ def fmt(value: float) -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    base = next((r.rt_s for r in rows if r.db == "postgres" and r.annotators == 1), None)
+    base = next((r.rt_s for r in rows if r.db.startswith("postgres") and r.annotators == 1), None)
     head = (
         "| database | annotators | round trips/s | vs PG×1 | claim p50 / p95 / p99 ms "
         "| label p50 / p95 / p99 ms | errors | 5xx | double hand-outs | labels | ended by "
@@ -532,13 +540,20 @@ def main(argv: list[str] | None = None) -> int:
         help="a Postgres database to create and drop the benchmark database from",
     )
     parser.add_argument(
+        "--lane", default="on", help="Postgres: on and/or off, repeats allowed (default on; see above)"
+    )
+    parser.add_argument(
         "--py-spy", type=Path, help="record the server with py-spy (raw collapsed stacks) per cell"
     )
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.annotators.split(",") if n.strip()]
     dbs = [d.strip() for d in args.db.split(",") if d.strip()]
+    lanes = [lane.strip() for lane in args.lane.split(",") if lane.strip()]
     if any(d not in ("postgres", "sqlite") for d in dbs) or not counts or min(counts) < 1:
         parser.error("--db takes postgres and/or sqlite; --annotators positive integers")
+    if not lanes or any(lane not in ("on", "off") for lane in lanes):
+        parser.error("--lane takes on and/or off")
+    variants = [(db, lane) for db in dbs for lane in (lanes if db == "postgres" else ["on"])]
 
     def on_term(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
@@ -561,24 +576,25 @@ def main(argv: list[str] | None = None) -> int:
     pool_size, overflow = per_worker + 5, per_worker  # connections open only as requests need them
     spy: subprocess.Popen[bytes] | None = None
     try:
-        for db in dbs:
+        for variant, (db, lane) in enumerate(variants):
+            name = f"{db} lane {lane}" if db == "postgres" and len(set(lanes)) > 1 else db
             if db == "postgres":
                 url = create_pg_database(args.pg_admin_url, pg_name)
                 pg_created = True
             else:
-                url = f"sqlite:///{tmp / 'bench.db'}"
-            env = server_env(url, admin_key, pool_size, overflow)
+                url = f"sqlite:///{tmp / f'bench-{variant}.db'}"
+            env = server_env(url, admin_key, pool_size, overflow, lane=lane == "on")
             migrated = subprocess.run(
                 [str(VENV_BIN / "real-align"), "migrate"], env=env, cwd=tmp, capture_output=True, text=True
             )
             if migrated.returncode != 0:
                 raise RuntimeError(f"real-align migrate failed:\n{migrated.stderr[-2000:]}")
             port = free_port()
-            with server(env, port, args.workers, tmp, tmp / f"server-{db}.log") as proc:
+            with server(env, port, args.workers, tmp, tmp / f"server-{variant}.log") as proc:
                 for n in counts:
                     t0 = time.perf_counter()
-                    project_id = seed(url, args.pairs, f"bench {db} x{n}")
-                    keys = annotator_keys(port, admin_key, project_id, n, f"{db}-x{n}")
+                    project_id = seed(url, args.pairs, f"bench {name} x{n}")
+                    keys = annotator_keys(port, admin_key, project_id, n, f"{variant}-{db}-x{n}")
                     seed_s = time.perf_counter() - t0
                     pids = process_tree(proc.pid)
                     cpu0 = sum(cpu_seconds(p) for p in pids)
@@ -599,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "--rate",
                                 "200",
                                 "--output",
-                                str(args.py_spy / f"{db}-{n}.txt"),
+                                str(args.py_spy / f"{variant}-{db}-{n}.txt"),
                                 "--nonblocking",
                             ],
                             stdout=subprocess.DEVNULL,
@@ -618,11 +634,11 @@ def main(argv: list[str] | None = None) -> int:
                         stop_process(spy)
                         spy = None
                     row = Row(
-                        db, n, log, verify(url, project_id), server_cpu, pg_cpu, seed_s, os.getloadavg()[0]
+                        name, n, log, verify(url, project_id), server_cpu, pg_cpu, seed_s, os.getloadavg()[0]
                     )
                     rows.append(row)
                     print(
-                        f"  {db} x{n}: {row.rt_s:,.1f} round trips/s over {log.wall_s:.1f} s, "
+                        f"  {name} x{n}: {row.rt_s:,.1f} round trips/s over {log.wall_s:.1f} s, "
                         f"{log.round_trips:,} labels acknowledged, "
                         f"statuses {dict(sorted(log.statuses.items()))}, "
                         f"db {row.checks}, seeding {seed_s:.1f} s, load1 {row.load1:.2f}",

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import create_engine, inspect, text
 
 from app import migrate
-from app.db import models  # noqa: F401
+from app.db import models, sqlfunctions  # noqa: F401
 from app.db.base import Base
 
 
@@ -30,15 +30,7 @@ def queue_functions(url: str) -> set[str]:
         engine.dispose()
 
 
-QUEUE_FUNCTIONS = {
-    "real_queue_assign",
-    "real_queue_caller",
-    "real_queue_claim",
-    "real_queue_claim_as",
-    "real_queue_label",
-    "real_queue_label_as",
-    "real_queue_label_result",
-}
+QUEUE_FUNCTIONS = set(sqlfunctions.read(sqlfunctions.SOURCES["real_queue_"]))
 
 
 def test_sqlite_up_down_up(tmp_path: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,18 +9,27 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.api.clock import NowDep
-from app.auth import service as auth
+from app.auth import guard
 from app.auth.context import Caller
+from app.auth.guard import ANNOTATOR_ROLES, Credentials, check_role
 from app.auth.models import Role
-from app.auth.ratelimit import get_limiter
 from app.config import get_settings
 from app.db.session import get_session
-from app.errors import Forbidden, TooManyRequests, Unauthorized
+from app.errors import Forbidden
 
 # scope="function": the commit runs before the response is sent, so a 2xx means the write is durable.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
+
+
+def credentials_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Credentials:
+    """The request's credentials as plain values."""
+    return Credentials(
+        key=credentials.credentials if credentials is not None else None,
+        bootstrap_key=request.app.state.admin_key,
+        client=request.client.host if request.client else "unknown",
+    )
 
 
 def get_caller(
@@ -32,51 +39,7 @@ def get_caller(
     now: NowDep,
 ) -> Caller:
     """The caller, from the bearer key; 401 when missing or invalid, 429 past the rate limits."""
-    settings = get_settings()
-    with counting_auth_failures(request):
-        if credentials is None or not credentials.credentials:
-            raise Unauthorized("send `Authorization: Bearer <API key>`")
-        caller = auth.authenticate(
-            session, settings, credentials.credentials, request.app.state.admin_key, now
-        )
-    count_request(caller.rate_key)
-    return caller
-
-
-@contextmanager
-def counting_auth_failures(request: Request) -> Iterator[None]:
-    """Count an Unauthorized raised inside against the client address (429 past the limit)."""
-    try:
-        yield
-    except Unauthorized as exc:
-        settings = get_settings()
-        client = request.client.host if request.client else "unknown"
-        retry = get_limiter(settings.rate_limit_backend_url).hit(
-            f"authfail:{client}", settings.auth_failures_per_minute
-        )
-        if retry is not None:
-            raise TooManyRequests(
-                "too many failed authentications from this address", headers={"Retry-After": str(retry)}
-            ) from exc
-        exc.headers = {"WWW-Authenticate": "Bearer"}
-        raise
-
-
-def count_request(rate_key: str) -> None:
-    """Count one request against an API key's rate limit; 429 past it."""
-    settings = get_settings()
-    retry = get_limiter(settings.rate_limit_backend_url).hit(
-        f"key:{rate_key}", settings.rate_limit_per_minute
-    )
-    if retry is not None:
-        raise TooManyRequests("rate limit for this API key exceeded", headers={"Retry-After": str(retry)})
-
-
-def check_role(caller: Caller, allowed: frozenset[Role]) -> Caller:
-    """The caller, if its role is allowed (403 otherwise)."""
-    if caller.role not in allowed:
-        raise Forbidden(f"the {caller.role.value} role may not do this")
-    return caller
+    return guard.authenticate(session, credentials_of(request, credentials), now)
 
 
 def require(*roles: Role):  # type: ignore[no-untyped-def]
@@ -98,7 +61,6 @@ def require_reviewer(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-ANNOTATOR_ROLES = frozenset({Role.ADMIN, Role.ANNOTATOR})
 AdminDep = Annotated[Caller, Depends(require(Role.ADMIN))]
 DataTeamDep = Annotated[Caller, Depends(require(Role.ADMIN, Role.DATA_TEAM))]
 AnnotatorDep = Annotated[Caller, Depends(require(*ANNOTATOR_ROLES))]

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Row, bindparam, exists, select, update
+from sqlalchemy import Row, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from app.api.pagination import PageRows, paginate_rows
@@ -152,14 +152,6 @@ _KEY_LOOKUP = (
 )
 
 
-_KEY_ID = select(ApiKey.id).where(ApiKey.key_hash == bindparam("b_hash"))
-
-
-def key_id_for_hash(conn: Connection, key_hash: str) -> uuid.UUID | None:
-    """The id of the key with this HMAC, valid or not (what its rate limit counts against)."""
-    return conn.execute(_KEY_ID, {"b_hash": key_hash}).scalar()
-
-
 def _active_admin_key_exists(session: Session, now: datetime) -> bool:
     return bool(session.connection().execute(_ADMIN_KEY_EXISTS, {"b_now": now}).scalar())
 
@@ -174,11 +166,8 @@ def authenticate(
         raise Unauthorized("the bootstrap admin key is disabled once an admin key exists")
     if not keys.well_formed(raw):
         raise Unauthorized("malformed API key")
-    found = (
-        session.connection()
-        .execute(_KEY_LOOKUP, {"b_hash": keys.hash_key(raw, settings.secret_key.get_secret_value())})
-        .first()
-    )
+    key_hash = keys.hash_key(raw, settings.secret_key.get_secret_value())
+    found = session.connection().execute(_KEY_LOOKUP, {"b_hash": key_hash}).first()
     if found is None:
         raise Unauthorized("unknown API key")
     key_id, revoked_at, expires_at, last_used_at, principal_id, name, role, projects, reviewer = found
@@ -201,4 +190,5 @@ def authenticate(
         key_id=key_id,
         projects=frozenset(uuid.UUID(p) for p in (projects or [])),
         reviewer=reviewer,
+        key_hash=key_hash,
     )

@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, case, create_engine, event, exists, func, select
+from sqlalchemy import Engine, create_engine, event, exists, func, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.pool import NullPool
 
 from app.db.session import Database
 from app.exports import rows as R
 from app.exports.models import ExportRun
+from app.labels import outcome
 from app.pairs.models import Pair, PairReview
 from app.prompts.models import Prompt, Response
 from app.quality.dawid_skene import dawid_skene_posteriors
@@ -171,19 +172,17 @@ class LabelStats:
         }
 
 
-def canonical_choice() -> Any:
-    """SQL for ``app.quality.service.canonical``: "a"/"b" in pair terms, else the choice as given."""
-    return case(
-        (Label.winner_response_id.is_(None), Label.choice),
-        (Label.winner_response_id == Pair.response_a_id, "a"),
-        else_="b",
-    )
-
-
 def label_stats(session: Session, project_id: uuid.UUID, snapshot_at: datetime, tick: Tick) -> LabelStats:
     """Pass 1: stream the snapshot's labels on non-gold pairs into compact per-pair arrays and fit DS."""
     query = (
-        select(Label.pair_id, Label.annotator, canonical_choice(), Label.labeled_at)
+        select(
+            Label.pair_id,
+            Label.annotator,
+            Label.choice,
+            Label.shown_first_response_id,
+            Pair.response_a_id,
+            Label.labeled_at,
+        )
         .join(Pair, Pair.id == Label.pair_id)
         .where(Label.project_id == project_id, Label.labeled_at <= snapshot_at, Pair.gold_answer.is_(None))
         .order_by(Label.pair_id, Label.annotator, Label.id)
@@ -203,7 +202,7 @@ def label_stats(session: Session, project_id: uuid.UUID, snapshot_at: datetime, 
     seen = 0
     result = session.connection().execute(query)
     for partition in result.partitions():
-        for pair_id, annotator, choice, labeled_at in partition:
+        for pair_id, annotator, choice, shown_first, response_a_id, labeled_at in partition:
             if pair_id != current:
                 if current is not None:
                     completed.append(latest)
@@ -212,7 +211,7 @@ def label_stats(session: Session, project_id: uuid.UUID, snapshot_at: datetime, 
                 keys += pair_id.bytes
                 counts.extend((0, 0, 0, 0))
                 latest = 0
-            k = choice_index[choice]
+            k = choice_index[outcome.pair_side(choice, shown_first, response_a_id)]
             counts[4 * n_items + k] += 1
             micros = _micros(labeled_at)
             if micros > latest:

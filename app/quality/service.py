@@ -30,6 +30,7 @@ from app.db.after_commit import send_after_commit
 from app.db.base import utcnow
 from app.db.session import get_database
 from app.errors import InvalidInput, NotFound
+from app.labels import outcome
 from app.pairs.models import AnnotatorQuality, Pair, PairReview
 from app.projects.models import Project
 from app.quality import debounce, repository
@@ -49,13 +50,6 @@ log = logging.getLogger(__name__)
 AGGREGATE_TASK = "quality.aggregate"
 
 
-def canonical(choice: str, winner: uuid.UUID | None, response_a_id: uuid.UUID) -> str:
-    """A label in pair terms: "a" / "b" = the pair's response_a / response_b won (not screen positions)."""
-    if winner is None:
-        return choice
-    return "a" if winner == response_a_id else "b"
-
-
 @dataclass
 class ProjectLabels:
     """The project's labels on ordinary (non-gold) pairs, as (pair, annotator, canonical choice)."""
@@ -71,7 +65,7 @@ def load_labels(session: Session, project_id: uuid.UUID) -> ProjectLabels:
             Label.pair_id,
             Label.annotator,
             Label.choice,
-            Label.winner_response_id,
+            Label.shown_first_response_id,
             Pair.response_a_id,
             Pair.gold_answer,
         )
@@ -80,8 +74,8 @@ def load_labels(session: Session, project_id: uuid.UUID) -> ProjectLabels:
         .order_by(Label.pair_id, Label.annotator)
     ).all()
     ordinary, gold = [], []
-    for pair_id, annotator, choice, winner, a_id, gold_answer in rows:
-        value = canonical(choice, winner, a_id)
+    for pair_id, annotator, choice, shown_first, a_id, gold_answer in rows:
+        value = outcome.pair_side(choice, shown_first, a_id)
         if gold_answer is None:
             ordinary.append((pair_id, annotator, value))
         else:

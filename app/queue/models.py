@@ -84,8 +84,8 @@ class Label(TimestampMixin, Base):
     )
     pair_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pair.id", ondelete="CASCADE"), nullable=False)
     annotator: Mapped[str] = mapped_column(String(200), nullable=False)
+    # In screen terms ("a": the response shown first won); app/labels/outcome.pair_side gives the pair's side.
     choice: Mapped[str] = mapped_column(String(16), nullable=False)
-    winner_response_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("response.id"), nullable=True)
     shown_first_response_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("response.id"), nullable=False)
     labeled_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     confidence: Mapped[int | None] = mapped_column(Integer, nullable=True)

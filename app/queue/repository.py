@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Row,
     and_,
     bindparam,
     case,
@@ -417,7 +416,7 @@ def add_leased_slot(
     return slot.id
 
 
-# Postgres: the claim and the label are SQL functions (migrations/versions/*_queue_hot_path.py), one
+# Postgres: the claim and the label are SQL functions (app/queue/sql/*.sql, installed by migrations), one
 # round trip each. The `_as` forms first resolve the API key by its HMAC and check the caller may act.
 _CLAIM_FN = text("SELECT * FROM real_queue_claim(:project, :annotator, :now, :cap, :gold_draw)")
 _LABEL_FN = text(
@@ -431,10 +430,112 @@ _LABEL_AS_FN = text(
 )
 
 
+@dataclass(frozen=True)
+class LeaseTaken:
+    """real_queue_claim leased a slot: the assignment, and what the annotator is shown."""
+
+    assignment_id: uuid.UUID
+    slot_id: uuid.UUID
+    pair_id: uuid.UUID
+    lease_expires_at: datetime
+    prompt: Any
+    first_id: uuid.UUID
+    first_text: str
+    second_id: uuid.UUID
+    second_text: str
+    instructions: str
+
+
+@dataclass(frozen=True)
+class LeaseCapReached:
+    """The annotator holds the most live leases allowed; the soonest ends at ``soonest_expiry``."""
+
+    live_leases: int
+    soonest_expiry: datetime
+
+
+@dataclass(frozen=True)
+class NothingClaimed:
+    """No slot to hand out: "no_project", or why the queue is empty (a QueueReason)."""
+
+    reason: str
+
+
+ClaimOutcome = LeaseTaken | LeaseCapReached | NothingClaimed
+
+
+def _claim_outcome(row: Any) -> ClaimOutcome:
+    if row.outcome == "claimed":
+        return LeaseTaken(
+            row.assignment_id, row.slot_id, row.pair_id, row.lease_expires_at, row.prompt, row.first_id,
+            row.first_text, row.second_id, row.second_text, row.instructions or "",
+        )  # fmt: skip
+    if row.outcome == "lease_cap":
+        return LeaseCapReached(row.live_leases, row.soonest_expiry)
+    return NothingClaimed(row.outcome)
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """A label real_queue_label stored ("created") or found again for a retry ("replayed")."""
+
+    created: bool
+    id: uuid.UUID
+    assignment_id: uuid.UUID
+    project_id: uuid.UUID
+    pair_id: uuid.UUID
+    annotator: str
+    choice: str
+    shown_first_response_id: uuid.UUID
+    shown_second_response_id: uuid.UUID
+    labeled_at: datetime
+    confidence: int | None
+    rationale: str | None
+
+
+@dataclass(frozen=True)
+class LabelRefused:
+    """Why real_queue_label stored nothing: "not_found", "lease_expired", "idempotency_key_reused" or
+    "already_labeled" (with the choice already stored)."""
+
+    reason: str
+    detail: str | None
+    choice: str | None
+
+
+LabelOutcome = LabelRow | LabelRefused
+
+
+def _label_outcome(row: Any) -> LabelOutcome:
+    if row.outcome not in ("created", "replayed"):
+        return LabelRefused(row.outcome, row.detail, row.choice)
+    return LabelRow(
+        row.outcome == "created", row.label_id, row.assignment_id, row.project_id, row.pair_id,
+        row.annotator, row.choice, row.shown_first_response_id, row.shown_second_response_id,
+        row.labeled_at, row.confidence, row.rationale,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CallerOutcome:
+    """What real_queue_caller found for a key: "ok", or "unknown_key", "revoked_key", "expired_key",
+    "forbidden_role", "no_project", "no_assignment"."""
+
+    outcome: str
+    key_id: uuid.UUID | None
+    name: str | None
+    role: str | None
+
+
+def _caller_outcome(row: Any) -> CallerOutcome:
+    """The caller part of an `_as` row (the rest is the work's row when the caller was ok)."""
+    return CallerOutcome(row.caller_outcome, row.key_id, row.caller_name, row.caller_role)
+
+
 def claim_pg(
     session: Session, project_id: uuid.UUID, annotator: str, now: datetime, lease_cap: int, gold_draw: float
-) -> Row[Any]:
-    """The whole claim in one statement: outcome ('claimed', 'lease_cap', or why nothing), and the lease."""
+) -> ClaimOutcome:
+    """The whole claim in one statement: the lease, or why there is none."""
     params = {
         "project": project_id,
         "annotator": annotator,
@@ -442,19 +543,25 @@ def claim_pg(
         "cap": lease_cap,
         "gold_draw": gold_draw,
     }
-    return _core(session).execute(_CLAIM_FN, params).one()
+    return _claim_outcome(_core(session).execute(_CLAIM_FN, params).one())
 
 
-def label_pg(session: Session, params: dict[str, Any]) -> Row[Any]:
-    """The whole label in one statement: outcome ('created', 'replayed', or why not) and the label."""
-    return _core(session).execute(_LABEL_FN, params).one()
+def label_pg(session: Session, params: dict[str, Any]) -> LabelOutcome:
+    """The whole label in one statement: the label, or why not."""
+    return _label_outcome(_core(session).execute(_LABEL_FN, params).one())
 
 
-def claim_as(conn: Connection, params: dict[str, Any]) -> Row[Any]:
-    """Resolve the key, check the caller may claim in the project, and claim: one statement."""
-    return conn.execute(_CLAIM_AS_FN, params).one()
+def claim_as(conn: Connection, params: dict[str, Any]) -> tuple[CallerOutcome, ClaimOutcome | None]:
+    """Resolve the key, check the caller may claim in the project, and claim: one statement (the claim is
+    None when the caller was refused)."""
+    row = conn.execute(_CLAIM_AS_FN, params).one()
+    caller = _caller_outcome(row)
+    return caller, _claim_outcome(row) if caller.outcome == "ok" else None
 
 
-def label_as(conn: Connection, params: dict[str, Any]) -> Row[Any]:
-    """Resolve the key, check the assignment is the caller's, and label it: one statement."""
-    return conn.execute(_LABEL_AS_FN, params).one()
+def label_as(conn: Connection, params: dict[str, Any]) -> tuple[CallerOutcome, LabelOutcome | None]:
+    """Resolve the key, check the assignment is the caller's, and label it: one statement (the label is
+    None when the caller was refused)."""
+    row = conn.execute(_LABEL_AS_FN, params).one()
+    caller = _caller_outcome(row)
+    return caller, _label_outcome(row) if caller.outcome == "ok" else None

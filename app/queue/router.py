@@ -10,12 +10,12 @@ from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from app.api.clock import NowDep
-from app.api.deps import AnnotatorDep, BearerDep, SessionDep
+from app.api.deps import AnnotatorDep, BearerDep, SessionDep, credentials_of
 from app.api.responses import problems
 from app.config import get_settings
 from app.quality import service as quality
 from app.queue import fastlane, service
-from app.queue.models import Assignment, Choice, Label
+from app.queue.models import Assignment, Choice
 from app.queue.schemas import (
     ClaimRead,
     ClaimRequest,
@@ -65,7 +65,12 @@ async def claim(
     """Lease the most informative free pair to the caller (or, for admins, to `annotator`)."""
     # One thread hop for the whole unit of work (auth, claim, commit): the queue's hot path.
     annotator, instructions, result = await to_thread.run_sync(
-        fastlane.claim_request, request, credentials, project_id, now, body, limiter=_limiter(request)
+        fastlane.claim_request,
+        credentials_of(request, credentials),
+        project_id,
+        now,
+        body,
+        limiter=_limiter(request),
     )
     if isinstance(result, str):
         return Response(
@@ -84,7 +89,7 @@ async def claim(
     return JSONResponse(read.model_dump(mode="json"))
 
 
-def _label_read(stored: Label) -> LabelRead:
+def _label_read(stored: service.StoredLabel) -> LabelRead:
     return LabelRead(
         id=stored.id,
         assignment_id=stored.assignment_id,
@@ -130,8 +135,7 @@ async def label(
     """Store the choice for a live assignment; the same request again returns the first result (200)."""
     stored, created = await to_thread.run_sync(
         fastlane.label_request,
-        request,
-        credentials,
+        credentials_of(request, credentials),
         assignment_id,
         body,
         now,

@@ -30,9 +30,18 @@ from app.errors import (
     RenewalLimit,
     UndoRefused,
 )
+from app.labels import outcome
 from app.projects.models import Project
 from app.queue import repository
-from app.queue.models import Assignment, AssignmentStatus, Choice, Label
+from app.queue.models import Assignment, AssignmentStatus, Label
+from app.queue.repository import (
+    ClaimOutcome,
+    LabelOutcome,
+    LabelRefused,
+    LeaseCapReached,
+    LeaseTaken,
+    NothingClaimed,
+)
 from app.queue.schemas import LabelRequest
 
 log = logging.getLogger(__name__)
@@ -75,6 +84,44 @@ class Claimed:
     prompt: Any
     first: Shown
     second: Shown
+
+
+@dataclass(frozen=True)
+class StoredLabel:
+    """A label as the API answers it: the choice in screen terms, with the order it was shown in."""
+
+    id: uuid.UUID
+    assignment_id: uuid.UUID
+    project_id: uuid.UUID
+    pair_id: uuid.UUID
+    annotator: str
+    choice: str
+    shown_first_response_id: uuid.UUID
+    shown_second_response_id: uuid.UUID
+    labeled_at: datetime
+    confidence: int | None
+    rationale: str | None
+
+    @property
+    def winner_response_id(self) -> uuid.UUID | None:
+        """The response the annotator chose (None for tie and both_bad)."""
+        return outcome.shown_winner(self.choice, self.shown_first_response_id, self.shown_second_response_id)
+
+    @classmethod
+    def of(cls, label: Label, shown_second_response_id: uuid.UUID) -> StoredLabel:
+        return cls(
+            id=label.id,
+            assignment_id=label.assignment_id,
+            project_id=label.project_id,
+            pair_id=label.pair_id,
+            annotator=label.annotator,
+            choice=label.choice,
+            shown_first_response_id=label.shown_first_response_id,
+            shown_second_response_id=shown_second_response_id,
+            labeled_at=label.labeled_at,
+            confidence=label.confidence,
+            rationale=label.rationale,
+        )
 
 
 def claim(session: Session, project: Project, annotator: str, now: datetime) -> Claimed | str:
@@ -131,14 +178,15 @@ def gold_draw() -> float:
     return _screen_order.random()
 
 
-def claimed_or_reason(found: Any, annotator: str, cap: int, now: datetime) -> Claimed | str:
-    """A real_queue_claim row as the claim's answer: the lease, or why there is none (429 at the cap)."""
-    if found.outcome == "lease_cap":
+def claimed_or_reason(found: ClaimOutcome, annotator: str, cap: int, now: datetime) -> Claimed | str:
+    """A real_queue_claim outcome as the claim's answer: the lease, or why there is none (429 at the cap)."""
+    if isinstance(found, LeaseCapReached):
         _refuse_over_cap(annotator, found.live_leases, cap, found.soonest_expiry, now)
-    if found.outcome == "no_project":  # deleted since the caller's check
-        raise NotFound("no such project")
-    if found.outcome != "claimed":
-        return str(found.outcome)
+    if isinstance(found, NothingClaimed):
+        if found.reason == "no_project":  # deleted since the caller's check
+            raise NotFound("no such project")
+        return found.reason
+    assert isinstance(found, LeaseTaken)
     log.info(
         "queue.claimed", extra={"assignment_id": str(found.assignment_id), "pair_id": str(found.pair_id)}
     )
@@ -240,17 +288,24 @@ def request_fingerprint(assignment_id: uuid.UUID, body: LabelRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _same_or_conflict(label: Label, fingerprint: str) -> Label:
+def _same_or_conflict(session: Session, label: Label, fingerprint: str) -> StoredLabel:
     if label.request_sha256 != fingerprint:
         raise AlreadyLabeled(f"this assignment was already labelled {label.choice!r}")
-    return label
+    return _stored(session, label)
 
 
-def _by_key(session: Session, annotator: str, key: str, fingerprint: str) -> Label | None:
+def _stored(session: Session, label: Label) -> StoredLabel:
+    assignment = session.get_one(Assignment, label.assignment_id)
+    return StoredLabel.of(label, assignment.shown_second_response_id)
+
+
+def _by_key(session: Session, annotator: str, key: str, fingerprint: str) -> StoredLabel | None:
     prior = session.scalar(select(Label).where(Label.annotator == annotator, Label.idempotency_key == key))
-    if prior is not None and prior.request_sha256 != fingerprint:
+    if prior is None:
+        return None
+    if prior.request_sha256 != fingerprint:
         raise IdempotencyKeyReused("send a new Idempotency-Key for a different label")
-    return prior
+    return _stored(session, prior)
 
 
 def label(
@@ -259,7 +314,7 @@ def label(
     body: LabelRequest,
     now: datetime,
     idempotency_key: str | None = None,
-) -> tuple[Label, bool]:
+) -> tuple[StoredLabel, bool]:
     """Store the assignment's label; (label, created). A retry of the same request returns the first.
 
     On Postgres the whole label is the SQL function real_queue_label (one round trip); on SQLite the same
@@ -281,19 +336,14 @@ def label(
         # Labelled already (a retry, or another body: 409), or not live.
         existing = session.scalar(select(Label).where(Label.assignment_id == assignment.id))
         if existing is not None:
-            return _same_or_conflict(existing, fingerprint), False
+            return _same_or_conflict(session, existing, fingerprint), False
     _live(assignment, now)
     if not repository.complete_slot(session, assignment.slot_id, assignment.id, now):
         # A concurrent identical submit may have just won the slot; its label is then the answer.
         existing = session.scalar(select(Label).where(Label.assignment_id == assignment.id))
         if existing is not None:
-            return _same_or_conflict(existing, fingerprint), False
+            return _same_or_conflict(session, existing, fingerprint), False
         raise LeaseExpired("the lease ended before the label arrived; claim again")
-    winner: uuid.UUID | None = None
-    if body.choice is Choice.A:
-        winner = assignment.shown_first_response_id
-    elif body.choice is Choice.B:
-        winner = assignment.shown_second_response_id
     values = {
         "id": uuid7(),
         "assignment_id": assignment.id,
@@ -301,7 +351,6 @@ def label(
         "pair_id": assignment.pair_id,
         "annotator": assignment.annotator,
         "choice": body.choice.value,
-        "winner_response_id": winner,
         "shown_first_response_id": assignment.shown_first_response_id,
         "labeled_at": now,
         "confidence": body.confidence,
@@ -325,9 +374,8 @@ def label(
     set_committed_value(assignment, "status", AssignmentStatus.LABELED)
     set_committed_value(assignment, "ended_at", now)
     repository.count_label_on_pair(session, assignment.pair_id)
-    new = Label(**values)
     log.info("queue.labeled", extra={"assignment_id": str(assignment.id), "choice": body.choice.value})
-    return new, True
+    return StoredLabel.of(Label(**values), assignment.shown_second_response_id), True
 
 
 def label_params(
@@ -347,34 +395,32 @@ def label_params(
     }
 
 
-def label_or_refusal(found: Any, assignment_id: uuid.UUID) -> tuple[Label, bool]:
-    """A real_queue_label row as the label's answer: (label, created), or the refusal raised."""
-    outcome = found.outcome
-    if outcome == "not_found":
-        raise NotFound(f"no assignment {assignment_id}")
-    if outcome == "lease_expired":
-        raise LeaseExpired(found.detail)
-    if outcome == "idempotency_key_reused":
-        raise IdempotencyKeyReused("send a new Idempotency-Key for a different label")
-    if outcome == "already_labeled":
+def label_or_refusal(found: LabelOutcome, assignment_id: uuid.UUID) -> tuple[StoredLabel, bool]:
+    """A real_queue_label outcome as the label's answer: (label, created), or the refusal raised."""
+    if isinstance(found, LabelRefused):
+        if found.reason == "not_found":
+            raise NotFound(f"no assignment {assignment_id}")
+        if found.reason == "lease_expired":
+            raise LeaseExpired(found.detail or "the lease has expired; claim again")
+        if found.reason == "idempotency_key_reused":
+            raise IdempotencyKeyReused("send a new Idempotency-Key for a different label")
         raise AlreadyLabeled(f"this assignment was already labelled {found.choice!r}")
-    stored = Label(
-        id=found.label_id,
+    stored = StoredLabel(
+        id=found.id,
         assignment_id=found.assignment_id,
         project_id=found.project_id,
         pair_id=found.pair_id,
         annotator=found.annotator,
         choice=found.choice,
-        winner_response_id=found.winner_response_id,
         shown_first_response_id=found.shown_first_response_id,
+        shown_second_response_id=found.shown_second_response_id,
         labeled_at=found.labeled_at,
         confidence=found.confidence,
         rationale=found.rationale,
     )
-    created = outcome == "created"
-    if created:
+    if found.created:
         log.info("queue.labeled", extra={"assignment_id": str(found.assignment_id), "choice": found.choice})
-    return stored, created
+    return stored, found.created
 
 
 def _live(assignment: Assignment, now: datetime) -> None:

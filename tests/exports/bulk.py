@@ -66,12 +66,10 @@ _STATEMENTS = [
     FROM bulk_labels l JOIN pair p ON p.id = l.pair_id
     """,
     """
-    INSERT INTO label (id, assignment_id, project_id, pair_id, annotator, choice, winner_response_id,
+    INSERT INTO label (id, assignment_id, project_id, pair_id, annotator, choice,
                        shown_first_response_id, labeled_at, request_sha256, created_at)
     SELECT md5(:tag || 'lab' || k || '-' || g)::uuid, md5(:tag || 'as' || k || '-' || g)::uuid, :project,
-           l.pair_id, l.annotator, l.choice,
-           CASE l.choice WHEN 'a' THEN p.response_a_id WHEN 'b' THEN p.response_b_id END,
-           p.response_a_id, :t0 + make_interval(secs => g * 2 + k), '', :t0
+           l.pair_id, l.annotator, l.choice, p.response_a_id, :t0 + make_interval(secs => g * 2 + k), '', :t0
     FROM bulk_labels l JOIN pair p ON p.id = l.pair_id
     """,
 ]
@@ -127,13 +125,10 @@ _SQLITE_STATEMENTS = [
     FROM bulk_labels
     """,
     """
-    INSERT INTO label (id, assignment_id, project_id, pair_id, annotator, choice, winner_response_id,
+    INSERT INTO label (id, assignment_id, project_id, pair_id, annotator, choice,
                        shown_first_response_id, labeled_at, request_sha256, created_at)
     SELECT printf('%04x%04x%024x', :tag, 9 + k, g), printf('%04x%04x%024x', :tag, 7 + k, g), :project,
-           pair_id, annotator, choice,
-           CASE choice WHEN 'a' THEN printf('%04x0002%024x', :tag, g)
-                       WHEN 'b' THEN printf('%04x0003%024x', :tag, g) END,
-           printf('%04x0002%024x', :tag, g),
+           pair_id, annotator, choice, printf('%04x0002%024x', :tag, g),
            strftime('%Y-%m-%d %H:%M:%S', :t0, '+' || (g * 2 + k) || ' seconds') || '.000000', '', :t0
     FROM bulk_labels
     """,

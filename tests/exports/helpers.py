@@ -43,14 +43,12 @@ def label(session: Session, pair: Pair, annotator: str, choice: str, when: datet
     )
     session.add(assignment)
     session.flush()
-    winner = {"a": pair.response_a_id, "b": pair.response_b_id}.get(choice)
     row = Label(
         assignment_id=assignment.id,
         project_id=pair.project_id,
         pair_id=pair.id,
         annotator=annotator,
         choice=choice,
-        winner_response_id=winner,
         shown_first_response_id=pair.response_a_id,
         labeled_at=when,
         request_sha256="0" * 64,
