@@ -76,7 +76,6 @@ class TestCentroid:
     def test_two_means_matches_scikit_learn_partition(self, rng: np.random.Generator) -> None:
         from sklearn.cluster import KMeans
 
-        agree, worst = 0, 0.0
         for _ in range(40):
             centres = rng.normal(size=(2, 12)) * 3
             vectors = np.concatenate(
@@ -85,15 +84,11 @@ class TestCentroid:
             unit = normalize(vectors)
             ours = two_means(unit)
             ours_labels = np.argmin(((unit[:, None] - ours[None]) ** 2).sum(-1), axis=1)
-            theirs = KMeans(2, random_state=0, n_init=10).fit(unit).labels_
-            same = (ours_labels == theirs).all() or (ours_labels == 1 - theirs).all()
-            agree += int(same)
-            ours_inertia = ((unit - ours[ours_labels]) ** 2).sum()
-            worst = max(worst, ours_inertia / KMeans(2, random_state=0, n_init=10).fit(unit).inertia_)
-        # Lloyd from a fixed start can stop at another local optimum than sklearn's best of 10 starts,
-        # but rarely, and never at a much worse one.
-        assert agree >= 38
-        assert worst < 1.05
+            kmeans = KMeans(2, random_state=0, n_init=10).fit(unit)
+            theirs = kmeans.labels_
+            # Clear clusters: scikit-learn's best of 10 starts finds the optimum, which is ours.
+            assert (ours_labels == theirs).all() or (ours_labels == 1 - theirs).all()
+            assert ((unit - ours[ours_labels]) ** 2).sum() <= kmeans.inertia_ + 1e-9
 
     def test_picks_the_response_nearest_each_centre(self, rng: np.random.Generator) -> None:
         vectors = np.concatenate([np.tile([1.0, 0.0, 0.0], (3, 1)), np.tile([0.0, 1.0, 0.0], (3, 1))])
@@ -229,4 +224,4 @@ class TestCentroidChoice:
             nearest = sorted(int(np.argmin(((unit - c) ** 2).sum(axis=1))) for c in km.cluster_centers_)
             chosen = select_pairs(vectors, "centroid")[0]
             matches += int([chosen.i, chosen.j] == nearest)
-        assert matches >= 28
+        assert matches == 30
