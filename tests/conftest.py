@@ -1,4 +1,7 @@
-"""Test set-up: the real Postgres (migrated with Alembic), a clean slate per test, an API client."""
+"""Test set-up: the real Postgres (migrated with Alembic), a clean slate per test, an API client.
+
+Only tests that use the database fixtures need Postgres: the pure ones run without it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import START_HINT, find_postgres
+from tests.services import DEFAULT_PG_URLS, START_HINT, find_postgres
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -26,14 +29,21 @@ os.environ["REAL_EXPORT_DIR"] = str(EXPORT_DIR)
 os.environ["REAL_INDEX_DIR"] = str(INDEX_DIR)
 os.environ.pop("REAL_BROKER_URL", None)
 os.environ.pop("REAL_BOOTSTRAP_ADMIN_KEY", None)
-if PG_URL:
-    os.environ["REAL_DATABASE_URL"] = PG_URL
+# With Postgres down, still the URL that was tried: a test that reaches the database without the fixtures
+# then fails on it, instead of writing ./real-align.db or a developer's own REAL_DATABASE_URL.
+os.environ["REAL_DATABASE_URL"] = PG_URL or os.environ.get("REAL_TEST_DATABASE_URL") or DEFAULT_PG_URLS[0]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    if PG_URL is None:
-        # Never skip: a suite that silently skips its database tests would pass while testing nothing.
-        pytest.exit(f"no Postgres reachable for the tests; start one with: {START_HINT}", returncode=1)
+def _no_postgres_message() -> str:
+    from sqlalchemy.engine import make_url
+
+    configured = os.environ.get("REAL_TEST_DATABASE_URL")
+    where = (
+        f"REAL_TEST_DATABASE_URL={make_url(configured).render_as_string(hide_password=True)}"
+        if configured
+        else "the local `test` database (127.0.0.1:5432 or the Unix socket)"
+    )
+    return f"this test needs Postgres and none answers at {where}; start it with: {START_HINT}"
 
 
 def _reset_app_state() -> None:
@@ -51,7 +61,13 @@ def _reset_app_state() -> None:
 
 @pytest.fixture(scope="session")
 def database() -> Iterator[Any]:
-    """The Postgres test database at the newest migration, built from scratch once per run."""
+    """The Postgres test database at the newest migration, built from scratch once per run.
+
+    Tests that use no database fixture run without Postgres; the ones that need it fail here, never skip:
+    a run that skipped its database tests would pass while testing nothing.
+    """
+    if PG_URL is None:
+        pytest.fail(_no_postgres_message(), pytrace=False)
     from sqlalchemy import text
 
     from app import migrate
