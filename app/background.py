@@ -1,12 +1,14 @@
 """Where tasks run: Celery workers when a broker is configured, else one thread in this process.
 
-Task functions live in ``app`` and take JSON-able keyword arguments; ``workers/`` wraps the same
-functions as Celery tasks under the same names, so both deployments run identical code.
+The tasks themselves, their names, queues and retry policies are in the registry (``app/tasks.py``, fed by
+``app/<domain>/tasks.py``); ``workers/tasks.py`` registers the same entries with Celery, so both deployments
+run identical code with identical retries.
 """
 
 from __future__ import annotations
 
-import importlib
+import heapq
+import itertools
 import logging
 import queue
 import threading
@@ -15,37 +17,35 @@ from collections.abc import Callable
 from typing import Any
 
 from app.config import get_settings
+from app.tasks import DEFAULT_QUEUE, TaskSpec, registry, spec
+
+__all__ = [
+    "DEFAULT_QUEUE",
+    "EmbeddedRunner",
+    "dispatch",
+    "get_runner",
+    "periodic_tasks",
+    "queue_for",
+    "resolve",
+    "routes",
+]
 
 log = logging.getLogger(__name__)
-
-# Task name → "module:function". The names are the Celery task names too.
-TASKS: dict[str, str] = {
-    "embeddings.embed_prompts": "app.embeddings.service:embed_prompts",
-    "embeddings.embed_texts": "app.embeddings.service:embed_texts",
-    "exports.run_export": "app.exports.service:run_export",
-    "exports.run_schedules": "app.schedules.service:run_schedules",
-    "maintenance.reconcile": "app.maintenance:reconcile",
-    "neighbors.build_index": "app.neighbors.service:build_index",
-    "neighbors.mark_redundant": "app.neighbors.redundancy:mark_redundant",
-    "neighbors.sweep_redundant": "app.neighbors.redundancy:sweep_redundant",
-    "quality.aggregate": "app.quality.service:aggregate_project",
-    "quality.aggregate_stale": "app.quality.service:aggregate_stale",
-    "webhooks.deliver": "app.webhooks.service:deliver",
-    "webhooks.sweep": "app.webhooks.service:sweep",
-}
-QUEUES: dict[str, str] = {"embeddings.embed_prompts": "embeddings", "embeddings.embed_texts": "embeddings"}
-DEFAULT_QUEUE = "default"
 
 
 def queue_for(task_name: str) -> str:
     """The Celery queue a task is routed to."""
-    return QUEUES.get(task_name, DEFAULT_QUEUE)
+    return spec(task_name).queue
+
+
+def routes() -> dict[str, dict[str, str]]:
+    """Celery's task_routes: the tasks that do not go to the default queue."""
+    return {name: {"queue": s.queue} for name, s in sorted(registry().items()) if s.queue != DEFAULT_QUEUE}
 
 
 def resolve(task_name: str) -> Callable[..., Any]:
     """The function behind a task name."""
-    module_name, _, attr = TASKS[task_name].partition(":")
-    return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+    return spec(task_name).function
 
 
 def periodic_tasks() -> list[tuple[str, float]]:
@@ -62,14 +62,13 @@ def periodic_tasks() -> list[tuple[str, float]]:
 
 def dispatch(task_name: str, kwargs: dict[str, Any]) -> None:
     """Send a task now (called after commit). A failed send is logged; the reconciler picks the work up."""
-    if task_name not in TASKS:
-        raise KeyError(task_name)
+    queue_name = queue_for(task_name)  # KeyError for an unknown name, before anything is sent
     settings = get_settings()
     if settings.embedded_tasks:
         get_runner().submit(task_name, kwargs)
         return
     try:
-        _celery_sender().send_task(task_name, kwargs=kwargs, queue=queue_for(task_name))
+        _celery_sender().send_task(task_name, kwargs=kwargs, queue=queue_name)
     except Exception:
         # The rows are committed; maintenance.reconcile re-sends work that stays pending.
         log.exception("task.send_failed", extra={"task": task_name})
@@ -93,15 +92,25 @@ def _celery_sender() -> Any:
 
 
 class EmbeddedRunner:
-    """One background thread that runs tasks and schedules in-process (the embedded default)."""
+    """One background thread that runs tasks and schedules in-process (the embedded default).
 
-    def __init__(self) -> None:
+    A task that fails with one of its policy's transient errors is run again after the policy's delay (the
+    same attempts and delays as on Celery); meanwhile the thread runs other tasks. ``retry_delay_scale``
+    multiplies those delays (tests set 0).
+    """
+
+    def __init__(self, retry_delay_scale: float = 1.0) -> None:
+        self.retry_delay_scale = retry_delay_scale
         self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._busy = 0
+        # Tasks submitted and not finished: queued, running, or waiting for a retry.
+        self._outstanding = 0
         self._next_due: dict[str, float] = {}
+        # (when, tie-breaker, task name, kwargs, attempt number): retries waiting for their backoff.
+        self._retries: list[tuple[float, int, str, dict[str, Any], int]] = []
+        self._order = itertools.count()
 
     def start(self) -> None:
         """Start the thread if it is not running."""
@@ -112,7 +121,8 @@ class EmbeddedRunner:
                 self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the task in hand; queued tasks are left (the reconciler re-sends pending work)."""
+        """Stop after the task in hand; queued tasks and waiting retries are left (the reconciler re-sends
+        pending work)."""
         self._stopping.set()
         self._queue.put(None)
         thread = self._thread
@@ -120,48 +130,73 @@ class EmbeddedRunner:
             thread.join(timeout)
         self._thread = None
         self._queue = queue.Queue()
+        self._retries = []
+        with self._lock:
+            self._outstanding = 0
 
     def submit(self, task_name: str, kwargs: dict[str, Any]) -> None:
         """Queue a task for the thread."""
+        with self._lock:
+            self._outstanding += 1
         self._queue.put((task_name, kwargs))
         self.start()
 
     def idle(self) -> bool:
-        """True when nothing is queued or running."""
-        return self._queue.empty() and self._busy == 0
+        """True when nothing is queued, running or waiting to be retried."""
+        with self._lock:
+            return self._outstanding == 0
 
     def _loop(self) -> None:
         now = time.monotonic()
         for name, interval in periodic_tasks():
             self._next_due.setdefault(name, now + min(interval, 5.0))
         while not self._stopping.is_set():
-            timeout = max(0.0, min(self._next_due.values(), default=now + 1.0) - time.monotonic())
+            wake = min([*self._next_due.values(), *(r[0] for r in self._retries[:1])], default=now + 1.0)
+            timeout = max(0.0, wake - time.monotonic())
             try:
                 item = self._queue.get(timeout=min(timeout, 1.0))
             except queue.Empty:
                 item = None
             if item is not None:
                 self._run(*item)
+            while self._retries and self._retries[0][0] <= time.monotonic() and not self._stopping.is_set():
+                _when, _order, name, kwargs, attempt = heapq.heappop(self._retries)
+                self._run(name, kwargs, attempt)
             now = time.monotonic()
             for name, interval in periodic_tasks():
                 if now >= self._next_due.get(name, now):
                     self._next_due[name] = now + interval
+                    with self._lock:
+                        self._outstanding += 1
                     self._run(name, {})
 
-    def _run(self, task_name: str, kwargs: dict[str, Any]) -> None:
-        self._busy += 1
+    def _run(self, task_name: str, kwargs: dict[str, Any], attempt: int = 1) -> None:
+        retrying = False
         try:
-            for attempt in range(3):
-                try:
-                    resolve(task_name)(**kwargs)
-                    return
-                except Exception:
-                    log.exception("task.failed", extra={"task": task_name, "attempt": attempt + 1})
-                    if self._stopping.is_set():
-                        return
-                    time.sleep(0.5 * 2**attempt)
+            retrying = self._attempt(spec(task_name), kwargs, attempt)
+        except Exception:
+            log.exception("task.failed", extra={"task": task_name, "attempt": attempt})
         finally:
-            self._busy -= 1
+            if not retrying:  # a task waiting for its retry is still outstanding
+                with self._lock:
+                    self._outstanding -= 1
+
+    def _attempt(self, task: TaskSpec, kwargs: dict[str, Any], attempt: int) -> bool:
+        """Run one attempt; True if it failed and its retry is scheduled."""
+        try:
+            task.run(kwargs, attempt)
+            return False
+        except Exception as exc:
+            if self._stopping.is_set() or not task.retry.retries(exc, attempt):
+                raise
+            delay = task.retry.delay(attempt) * self.retry_delay_scale
+            log.warning(
+                "task.retrying",
+                extra={"task": task.name, "attempt": attempt, "delay_s": delay, "error": repr(exc)[:500]},
+            )
+            when = time.monotonic() + delay
+            heapq.heappush(self._retries, (when, next(self._order), task.name, kwargs, attempt + 1))
+            return True
 
 
 _runner = EmbeddedRunner()

@@ -7,7 +7,7 @@ For each database it creates a dedicated one (Postgres: `bench_export_<pid>` on 
 end; SQLite: a file in a temporary folder), migrates it, and seeds one project of --pairs labelled pairs with
 set-based SQL (`tests/exports/bulk.py`: prompt and responses padded to --text-chars characters, every 4th
 pair labelled twice so Dawid–Skene has overlap, about 92% of the pairs with a winner). Then, per format, it
-queues an export of the same snapshot and runs `app.exports.service.run_export` in a fresh Python process,
+queues an export of the same snapshot and runs `app.exports.tasks.run_export` in a fresh Python process,
 which reports its wall time and peak RSS (ru_maxrss). A process that imports the same modules and exports
 nothing gives the baseline RSS. The table: rows written, seconds, rows/s, peak RSS, peak over the baseline,
 file size. Every format's sha256 is printed, so a rerun can be compared byte for byte.
@@ -42,14 +42,14 @@ FORMATS = [
 CHILD = """
 import json, resource, sys, time, uuid
 import app.db.models  # noqa: F401
-from app.exports import service
+from app.exports import tasks
 from app.db.session import get_database
 from app.exports.models import ExportRun
 import pyarrow, pyarrow.parquet  # noqa: F401  (the baseline imports what an export imports)
 out = {}
 if sys.argv[1:]:
     started = time.perf_counter()
-    service.run_export(sys.argv[1])
+    tasks.run_export(sys.argv[1])
     out["seconds"] = time.perf_counter() - started
     with get_database().session() as session:
         run = session.get_one(ExportRun, uuid.UUID(sys.argv[1]))

@@ -1,4 +1,4 @@
-"""The Celery app (production deployment). Tasks are thin wrappers over functions in ``app``."""
+"""The Celery app (production deployment); its tasks are the registry's (app/tasks.py, workers/tasks.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from app.background import DEFAULT_QUEUE, QUEUES, periodic_tasks
+from app.background import DEFAULT_QUEUE, periodic_tasks, routes
 from app.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ celery_app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_default_queue=DEFAULT_QUEUE,
-    task_routes={name: {"queue": queue} for name, queue in QUEUES.items()},
+    task_routes=routes(),
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
     broker_transport_options={"visibility_timeout": 3600},

@@ -1,4 +1,4 @@
-"""Celery tasks: the same functions the embedded runner calls, under the same names."""
+"""Celery tasks: every entry of the registry (app/tasks.py), under its name, with its own retry policy."""
 
 from __future__ import annotations
 
@@ -6,25 +6,19 @@ from typing import Any
 
 from celery import Task
 
-from app.background import TASKS, resolve
+from app.tasks import TaskSpec, registry
 from workers.celery_app import celery_app
 
-_RETRY = {
-    "autoretry_for": (Exception,),
-    "retry_backoff": 2,
-    "retry_backoff_max": 120,
-    "retry_jitter": True,
-    "max_retries": 8,
-}
 
+def _register(spec: TaskSpec) -> Task:  # type: ignore[type-arg]
+    def run(self: Task, **kwargs: Any) -> Any:  # type: ignore[type-arg]
+        # Celery counts retries from 0; the registry counts attempts from 1.
+        return spec.run(kwargs, attempt=self.request.retries + 1)
 
-def _register(name: str) -> Task:  # type: ignore[type-arg]
-    def run(**kwargs: Any) -> Any:
-        return resolve(name)(**kwargs)
-
-    run.__name__ = name.replace(".", "_")
+    run.__name__ = spec.name.replace(".", "_")
     run.__qualname__ = run.__name__
-    return celery_app.task(name=name, **_RETRY)(run)  # type: ignore[no-any-return]
+    # autoretry_for holds the task's transient errors only: anything else fails the task at once.
+    return celery_app.task(name=spec.name, bind=True, **spec.retry.celery_options())(run)  # type: ignore[no-any-return]
 
 
-registered = {name: _register(name) for name in TASKS}
+registered = {name: _register(spec) for name, spec in registry().items()}

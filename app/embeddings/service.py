@@ -1,5 +1,7 @@
-"""The embedding task: embed every response alone (no prompt), and each prompt as its own text, then choose
-the prompts' pairs.
+"""Embedding: every response alone (no prompt), and each prompt as its own text, then the prompts' pairs.
+
+The task entry points (``embeddings.embed_prompts``, ``embeddings.embed_texts``) are in
+``app/embeddings/tasks.py``; this module does the work of each unit of work they open.
 
 Responses are embedded on their own, never with their prompt (REAL). The prompt texts (a chat prompt: its
 turns as one text, ``app/prompts/text.py``) are embedded in the same batches, for the cross-prompt prompt
@@ -12,11 +14,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.session import get_database
 from app.embeddings import repository
 from app.embeddings.codec import to_bytes
 from app.embeddings.embedder import get_embedder
@@ -28,8 +30,10 @@ from app.selection.service import build_pairs
 
 log = logging.getLogger(__name__)
 
+ENCODE_BATCH = 256  # texts per model call and per insert
 
-def _missing_texts(session: Session, prompt_ids: list[uuid.UUID]) -> dict[str, dict[str, str]]:
+
+def missing_texts(session: Session, prompt_ids: list[uuid.UUID]) -> dict[str, dict[str, str]]:
     """model → {text_sha256: text} for these prompts' responses and prompt texts that have no vector yet.
 
     Whatever the prompts' status: a paired prompt whose texts lack a vector is one whose project changed
@@ -60,50 +64,42 @@ def _missing_texts(session: Session, prompt_ids: list[uuid.UUID]) -> dict[str, d
     return {m: t for m, t in by_model.items() if t}
 
 
-def embed_prompts(prompt_ids: list[str]) -> None:
-    """Embed these prompts' responses and prompt texts that lack a vector, then build the pending ones'
-    pairs. Idempotent."""
-    ids = [uuid.UUID(str(p)) for p in prompt_ids]
-    _store_missing_vectors(ids)
-    with get_database().session() as session:
-        build_pairs(session, ids)
-        # New vectors change the project's neighbours; the build task debounces (app/neighbors/service.py).
-        schedule_builds(session, ids)
+def encode(
+    model_name: str, texts: dict[str, str], batch: int = ENCODE_BATCH
+) -> Iterator[list[dict[str, object]]]:
+    """Embedding rows for {text_sha256: text}, a batch at a time (no database: the model runs outside any
+    transaction, so no lock or connection is held for seconds of compute)."""
+    embedder = get_embedder(model_name)
+    hashes = list(texts)
+    for start in range(0, len(hashes), batch):
+        chunk = hashes[start : start + batch]
+        encoded = embedder.encode([texts[h] for h in chunk])
+        yield [
+            {
+                "model": model_name,
+                "text_sha256": h,
+                "dim": int(encoded.vectors.shape[1]),
+                "vector": to_bytes(vec),
+                "token_count": count,
+                "truncated": count > encoded.max_seq_length,
+            }
+            for h, vec, count in zip(chunk, encoded.vectors, encoded.token_counts, strict=True)
+        ]
 
 
-def embed_texts(prompt_ids: list[str]) -> None:
-    """Embed these prompts' responses and prompt texts that lack a vector, choosing no pairs. Idempotent.
-
-    For prompts that keep their pairs when their project changes its model (app/selection/reembed.py).
-    """
-    ids = [uuid.UUID(str(p)) for p in prompt_ids]
-    _store_missing_vectors(ids)
-    with get_database().session() as session:
-        schedule_builds(session, ids)
+def store(session: Session, rows: list[dict[str, object]]) -> None:
+    """Store encoded rows; a vector another task stored meanwhile is kept."""
+    repository.insert_ignoring_duplicates(session, rows)
+    if rows:
+        log.info("embeddings.stored", extra={"model": rows[0]["model"], "count": len(rows)})
 
 
-def _store_missing_vectors(ids: list[uuid.UUID]) -> None:
-    db = get_database()
-    with db.session() as session:
-        missing = _missing_texts(session, ids)
-    # The model runs outside any transaction: no lock or connection is held for seconds of compute.
-    for model_name, texts in missing.items():
-        embedder = get_embedder(model_name)
-        hashes = list(texts)
-        for start in range(0, len(hashes), 256):
-            chunk = hashes[start : start + 256]
-            encoded = embedder.encode([texts[h] for h in chunk])
-            rows: list[dict[str, object]] = [
-                {
-                    "model": model_name,
-                    "text_sha256": h,
-                    "dim": int(encoded.vectors.shape[1]),
-                    "vector": to_bytes(vec),
-                    "token_count": count,
-                    "truncated": count > encoded.max_seq_length,
-                }
-                for h, vec, count in zip(chunk, encoded.vectors, encoded.token_counts, strict=True)
-            ]
-            with db.session() as session:
-                repository.insert_ignoring_duplicates(session, rows)
-            log.info("embeddings.stored", extra={"model": model_name, "count": len(rows)})
+def pair_prompts(session: Session, prompt_ids: list[uuid.UUID]) -> None:
+    """Build the pairs of these prompts that are pending and fully embedded, and ask for index builds."""
+    build_pairs(session, prompt_ids)
+    schedule_index_builds(session, prompt_ids)
+
+
+def schedule_index_builds(session: Session, prompt_ids: list[uuid.UUID]) -> None:
+    """New vectors change the projects' neighbours; the build task debounces (app/neighbors/service.py)."""
+    schedule_builds(session, prompt_ids)

@@ -1,17 +1,19 @@
 """DPO exports: queue one from a request, run it (streaming, deterministic), find and read finished ones.
 
 ``create(session, caller, project, request)`` is the one entry point, for the API and for schedulers alike.
-``run_export(export_id)`` is the task: it takes the run with a compare-and-set (so of two deliveries one
-writes), heartbeats while it works, and finishes only if it still holds the run. ``requeue_stale`` gives a
-run whose worker died back to the queue. See docs/exports.md for the file formats and the manifest.
+The task ``exports.run_export`` (``app/exports/tasks.py``) takes the run with a compare-and-set (``take``: of
+two deliveries one writes), heartbeats while it works, and finishes only if it still holds the run; after a
+transient error it puts the run back to queued for its retry (``requeue``), after the last attempt or any
+other error it marks it failed (``fail``). ``requeue_stale`` gives a run whose worker died back to the
+queue. See docs/exports.md for the file formats and the manifest.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache
 from importlib import metadata
@@ -27,7 +29,6 @@ from app.auth.context import Caller
 from app.config import get_settings
 from app.db.after_commit import send_after_commit
 from app.db.base import utcnow
-from app.db.session import Database, get_database
 from app.errors import Conflict, InvalidInput, NotFound
 from app.exports import rows as R
 from app.exports import snapshot, storage, writers
@@ -41,14 +42,20 @@ from app.webhooks import service as webhooks
 __all__ = [
     "MANIFEST_NAME",
     "SCHEMA_VERSION",
+    "Superseded",
     "create",
+    "fail",
+    "finish",
     "get",
+    "heartbeat",
     "latest",
     "list_exports",
     "prompt_text",
+    "requeue",
     "requeue_stale",
-    "run_export",
+    "take",
     "winner_of",
+    "write_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -204,30 +211,6 @@ class Superseded(Exception):
     """This run no longer holds the export (it was re-queued as stuck and taken by another run)."""
 
 
-class Heartbeat:
-    """Marks the run alive at most every ``interval`` seconds; raises Superseded once it lost the run."""
-
-    def __init__(self, db: Database, export_id: uuid.UUID, attempt: int, interval: float) -> None:
-        self.db, self.export_id, self.attempt, self.interval = db, export_id, attempt, interval
-        self.last = time.monotonic()
-
-    def __call__(self) -> None:
-        if time.monotonic() - self.last >= self.interval:
-            self.beat()
-
-    def beat(self) -> None:
-        with self.db.session() as session:
-            held = session.execute(
-                update(ExportRun)
-                .where(*_held(self.export_id, self.attempt))
-                .values(heartbeat_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
-            if held.rowcount != 1:  # type: ignore[attr-defined]
-                raise Superseded(str(self.export_id))
-        self.last = time.monotonic()
-
-
 def _held(export_id: uuid.UUID, attempt: int) -> tuple[Any, ...]:
     return (
         ExportRun.id == export_id,
@@ -236,103 +219,112 @@ def _held(export_id: uuid.UUID, attempt: int) -> tuple[Any, ...]:
     )
 
 
-def _take(db: Database, export_id: uuid.UUID) -> int | None:
+def heartbeat(session: Session, export_id: uuid.UUID, attempt: int) -> None:
+    """Mark the run alive; Superseded once this attempt no longer holds it."""
+    held = session.execute(
+        update(ExportRun)
+        .where(*_held(export_id, attempt))
+        .values(heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if held.rowcount != 1:  # type: ignore[attr-defined]
+        raise Superseded(str(export_id))
+
+
+def take(session: Session, export_id: uuid.UUID) -> int | None:
     """Compare-and-set queued → running; the attempt number this run holds, or None if it is not ours."""
     settings = get_settings()
-    with db.session() as session:
-        run = session.get(ExportRun, export_id)
-        if run is None or run.status != ExportStatus.QUEUED:
-            return None
-        now = utcnow()
-        taken = session.execute(
-            update(ExportRun)
-            .where(
-                ExportRun.id == export_id,
-                ExportRun.status == ExportStatus.QUEUED,
-                ExportRun.attempts == run.attempts,
-            )
-            .values(
-                status=ExportStatus.RUNNING,
-                attempts=run.attempts + 1,
-                started_at=now,
-                heartbeat_at=now,
-                # Fixed at the first take: a re-run writes the same files to the same place.
-                location=run.location or storage.location_for(settings, run.project_id, run.id),
-            )
-            .execution_options(synchronize_session=False)
+    run = session.get(ExportRun, export_id)
+    if run is None or run.status != ExportStatus.QUEUED:
+        return None
+    now = utcnow()
+    taken = session.execute(
+        update(ExportRun)
+        .where(
+            ExportRun.id == export_id,
+            ExportRun.status == ExportStatus.QUEUED,
+            ExportRun.attempts == run.attempts,
         )
-        if taken.rowcount != 1:  # type: ignore[attr-defined]
-            return None
-        return run.attempts + 1
+        .values(
+            status=ExportStatus.RUNNING,
+            attempts=run.attempts + 1,
+            started_at=now,
+            heartbeat_at=now,
+            # Fixed at the first take: a re-run writes the same files to the same place.
+            location=run.location or storage.location_for(settings, run.project_id, run.id),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return run.attempts + 1
 
 
-def run_export(export_id: str) -> None:
-    """Write the export's data file and manifest, then record them. A finished export is never rewritten."""
-    db = get_database()
-    eid = uuid.UUID(export_id)
-    attempt = _take(db, eid)
-    if attempt is None:
-        return
-    settings = get_settings()
-    beat = Heartbeat(db, eid, attempt, settings.export_heartbeat_seconds)
-    try:
-        with db.session() as session:
-            run = session.get_one(ExportRun, eid)
-            session.expunge(run)
-        result = _write(db, run, beat, settings.export_row_group_rows)
-        with db.session() as session:
-            done = session.execute(
-                update(ExportRun)
-                .where(*_held(eid, attempt))
-                .values(
-                    status=ExportStatus.SUCCEEDED,
-                    rows=result["counts"]["rows"],
-                    sha256=result["file"]["sha256"],
-                    bytes=result["file"]["bytes"],
-                    path=result["path"],
-                    manifest=result["manifest"],
-                    finished_at=utcnow(),
-                    error=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if done.rowcount != 1:  # type: ignore[attr-defined]
-                raise Superseded(export_id)
-            webhooks.export_succeeded(session, eid)  # the webhook event, committed with the success
-        log.info("exports.finished", extra={"export_id": export_id, "rows": result["counts"]["rows"]})
-    except Superseded:
-        log.warning("exports.superseded", extra={"export_id": export_id, "attempt": attempt})
-    except Exception as exc:
-        with db.session() as session:
-            session.execute(
-                update(ExportRun)
-                .where(*_held(eid, attempt))
-                .values(status=ExportStatus.FAILED, error=repr(exc)[:2000], finished_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
-        raise
+def finish(session: Session, export_id: uuid.UUID, attempt: int, result: dict[str, Any]) -> None:
+    """Record the written files on the run this attempt holds (Superseded if it lost it) and its webhook."""
+    done = session.execute(
+        update(ExportRun)
+        .where(*_held(export_id, attempt))
+        .values(
+            status=ExportStatus.SUCCEEDED,
+            rows=result["counts"]["rows"],
+            sha256=result["file"]["sha256"],
+            bytes=result["file"]["bytes"],
+            path=result["path"],
+            manifest=result["manifest"],
+            finished_at=utcnow(),
+            error=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise Superseded(str(export_id))
+    webhooks.export_succeeded(session, export_id)  # the webhook event, committed with the success
 
 
-def _write(db: Database, run: ExportRun, beat: Heartbeat, row_group_rows: int) -> dict[str, Any]:
-    """Stream the rows into the data file, then write manifest.json; what the run row should record."""
+def requeue(session: Session, export_id: uuid.UUID, attempt: int) -> bool:
+    """Put the run this attempt holds back to queued, for the task's retry to take; False if it lost it."""
+    moved = session.execute(
+        update(ExportRun)
+        .where(*_held(export_id, attempt))
+        .values(status=ExportStatus.QUEUED)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def fail(session: Session, export_id: uuid.UUID, attempt: int, error: BaseException) -> None:
+    """Mark the run this attempt holds failed, with the error."""
+    session.execute(
+        update(ExportRun)
+        .where(*_held(export_id, attempt))
+        .values(status=ExportStatus.FAILED, error=repr(error)[:2000], finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def write_files(
+    session: Session, run: ExportRun, beat: Callable[[], None], row_group_rows: int
+) -> dict[str, Any]:
+    """Stream the rows read in ``session`` (snapshot.read_session) into the data file, then write
+    manifest.json; what the run row should record. ``beat`` is called as the work goes on."""
     assert run.location is not None
     name = writers.data_file_name(run.format, run.compression)
     tally = snapshot.Tally()
-    with snapshot.read_session(db) as session:
-        stats = snapshot.label_stats(session, run.project_id, run.snapshot_at, beat)
-        with storage.write(run.location, name) as raw:
-            sink = writers.HashingSink(raw)
-            writer = writers.open_writer(run.format, run.style, run.compression, sink)
-            # Parquet writes a row group per batch; JSONL needs no batching beyond amortising the writes.
-            batch_rows = row_group_rows if run.format == "parquet" else JSONL_BATCH_ROWS
-            batch: list[dict[str, Any]] = []
-            for row in snapshot.export_rows(session, run, stats, tally, beat):
-                batch.append(row)
-                if len(batch) >= batch_rows:
-                    writer.write(batch)
-                    batch = []
-            writer.write(batch)
-            writer.close()
+    stats = snapshot.label_stats(session, run.project_id, run.snapshot_at, beat)
+    with storage.write(run.location, name) as raw:
+        sink = writers.HashingSink(raw)
+        writer = writers.open_writer(run.format, run.style, run.compression, sink)
+        # Parquet writes a row group per batch; JSONL needs no batching beyond amortising the writes.
+        batch_rows = row_group_rows if run.format == "parquet" else JSONL_BATCH_ROWS
+        batch: list[dict[str, Any]] = []
+        for row in snapshot.export_rows(session, run, stats, tally, beat):
+            batch.append(row)
+            if len(batch) >= batch_rows:
+                writer.write(batch)
+                batch = []
+        writer.write(batch)
+        writer.close()
     file_entry = {
         "sha256": sink.digest.hexdigest(),
         "bytes": sink.size,
@@ -374,7 +366,9 @@ def _write(db: Database, run: ExportRun, beat: Heartbeat, row_group_rows: int) -
 # ------------------------------------------------------------------------------------------- recovery
 
 
-def requeue_stale(now: datetime | None = None, stale_after_seconds: float | None = None) -> list[str]:
+def requeue_stale(
+    session: Session, now: datetime | None = None, stale_after_seconds: float | None = None
+) -> list[str]:
     """Running exports whose heartbeat is older than the limit, put back to queued (compare-and-set on the
     attempt and the stale heartbeat, so a live run that just beat is left alone); their ids, to dispatch."""
     settings = get_settings()
@@ -382,25 +376,24 @@ def requeue_stale(now: datetime | None = None, stale_after_seconds: float | None
     age = settings.export_stale_after_seconds if stale_after_seconds is None else stale_after_seconds
     cutoff = now - timedelta(seconds=age)
     requeued: list[str] = []
-    with get_database().session() as session:
-        stuck = session.execute(
-            select(ExportRun.id, ExportRun.attempts).where(
-                ExportRun.status == ExportStatus.RUNNING,
+    stuck = session.execute(
+        select(ExportRun.id, ExportRun.attempts).where(
+            ExportRun.status == ExportStatus.RUNNING,
+            ExportRun.heartbeat_at.is_(None) | (ExportRun.heartbeat_at <= cutoff),
+        )
+    ).all()
+    for export_id, attempts in stuck:
+        moved = session.execute(
+            update(ExportRun)
+            .where(
+                *_held(export_id, attempts),
                 ExportRun.heartbeat_at.is_(None) | (ExportRun.heartbeat_at <= cutoff),
             )
-        ).all()
-        for export_id, attempts in stuck:
-            moved = session.execute(
-                update(ExportRun)
-                .where(
-                    *_held(export_id, attempts),
-                    ExportRun.heartbeat_at.is_(None) | (ExportRun.heartbeat_at <= cutoff),
-                )
-                .values(status=ExportStatus.QUEUED)
-                .execution_options(synchronize_session=False)
-            )
-            if moved.rowcount == 1:  # type: ignore[attr-defined]
-                requeued.append(str(export_id))
+            .values(status=ExportStatus.QUEUED)
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount == 1:  # type: ignore[attr-defined]
+            requeued.append(str(export_id))
     if requeued:
         log.warning("exports.requeued_stale", extra={"exports": requeued})
     return requeued

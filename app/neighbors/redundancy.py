@@ -9,12 +9,12 @@ each text's 10 nearest texts are considered, as in the neighbour stats). A redun
 ``redundant``, its slots ``done = true`` (so no claim ever sees them, and no budget is spent on it) and
 ``redundant_with``: for each response, the labelled pair and response that made it redundant.
 
-``mark_redundant`` (the ``neighbors.mark_redundant`` task) makes the stored state match that rule and is
-idempotent: it marks the queued pairs that qualify and queues again the redundant pairs that no longer do
-(a label undone, a higher threshold). It runs after every index build of such a project, every
-``REAL_REDUNDANT_SWEEP_INTERVAL_SECONDS`` (``neighbors.sweep_redundant``, for labels given since), and
-after a PATCH that turns the setting on or changes the threshold or model. Turning the setting off queues
-every redundant pair again in the PATCH's own transaction (``restore_all``).
+The ``neighbors.mark_redundant`` task (``app/neighbors/tasks.py``: ``check_project``, then ``apply_plan``)
+makes the stored state match that rule and is idempotent: it marks the queued pairs that qualify and queues
+again the redundant pairs that no longer do (a label undone, a higher threshold). It runs after every index
+build of such a project, every ``REAL_REDUNDANT_SWEEP_INTERVAL_SECONDS`` (``neighbors.sweep_redundant``,
+for labels given since), and after a PATCH that turns the setting on or changes the threshold or model.
+Turning the setting off queues every redundant pair again in the PATCH's own transaction (``restore_all``).
 
 A response whose text is not in the newest index yet (embedded after it was built) has no near-duplicates
 for this purpose until the next build: a pair is held back late rather than wrongly.
@@ -30,8 +30,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import background
-from app.db.session import get_database
 from app.errors import IndexNotReady
 from app.neighbors.index import TextKind
 from app.neighbors.service import NearDuplicates, near_duplicates
@@ -122,53 +120,59 @@ def restore_all(session: Session, project: Project) -> int:
     return len(restored)
 
 
-def mark_redundant(project_id: str) -> dict[str, int]:
-    """Hold back the project's redundant pairs and queue again those no longer redundant. Idempotent."""
-    pid = uuid.UUID(str(project_id))
-    db = get_database()
-    with db.session() as session:
-        project = session.get(Project, pid)
-        if project is None:
-            return {"marked": 0, "restored": 0}
-        if not project.skip_redundant_pairs:
-            return {"marked": 0, "restored": restore_all(session, project)}
-        try:
-            links = near_duplicates(session, project, TextKind.RESPONSES)
-        except IndexNotReady:
-            # A build was requested; it asks for this task again when it is done.
-            log.info("pairs.redundancy_deferred", extra={"project_id": str(pid)})
-            return {"marked": 0, "restored": 0}
-        plan = plan_redundancy(
-            links, repository.labelled_responses(session, pid), repository.candidate_pairs(session, pid)
-        )
-    if not plan.mark and not plan.restore:
+@dataclass(frozen=True)
+class RedundancyCheck:
+    """What a check of a project found: the plan to write next (None: nothing to write) and how many pairs
+    were queued again in the check's own unit of work (the project no longer skips redundant pairs)."""
+
+    plan: RedundancyPlan | None
+    restored: int = 0
+
+
+def check_project(session: Session, project_id: uuid.UUID) -> RedundancyCheck:
+    """Read what the project's redundant pairs should be (no locks held); restores at once if it no longer
+    skips them."""
+    project = session.get(Project, project_id)
+    if project is None:
+        return RedundancyCheck(None)
+    if not project.skip_redundant_pairs:
+        return RedundancyCheck(None, restore_all(session, project))
+    try:
+        links = near_duplicates(session, project, TextKind.RESPONSES)
+    except IndexNotReady:
+        # A build was requested; it asks for this task again when it is done.
+        log.info("pairs.redundancy_deferred", extra={"project_id": str(project_id)})
+        return RedundancyCheck(None)
+    plan = plan_redundancy(
+        links,
+        repository.labelled_responses(session, project_id),
+        repository.candidate_pairs(session, project_id),
+    )
+    return RedundancyCheck(plan if plan.mark or plan.restore else None)
+
+
+def apply_plan(session: Session, project_id: uuid.UUID, plan: RedundancyPlan) -> dict[str, int]:
+    """Write a plan made by check_project (a short transaction, after the reads); pairs marked, restored."""
+    repository.lock_redundancy(session, project_id)
+    # Read after the lock: a PATCH that turned the setting off has committed its restore by now.
+    if not session.scalar(select(Project.skip_redundant_pairs).where(Project.id == project_id)):
         return {"marked": 0, "restored": 0}
-    # The writes: a short transaction, after the reads above (which hold no locks).
-    with db.session() as session:
-        repository.lock_redundancy(session, pid)
-        # Read after the lock: a PATCH that turned the setting off has committed its restore by now.
-        if not session.scalar(select(Project.skip_redundant_pairs).where(Project.id == pid)):
-            return {"marked": 0, "restored": 0}
-        marked = repository.mark_redundant(session, plan.mark)
-        restored = repository.restore_redundant(session, plan.restore)
+    marked = repository.mark_redundant(session, plan.mark)
+    restored = repository.restore_redundant(session, plan.restore)
     if marked or restored:
         log.info(
             "pairs.redundancy_marked",
-            extra={"project_id": str(pid), "marked": len(marked), "restored": len(restored)},
+            extra={"project_id": str(project_id), "marked": len(marked), "restored": len(restored)},
         )
     return {"marked": len(marked), "restored": len(restored)}
 
 
-def sweep_redundant() -> int:
-    """Ask for ``neighbors.mark_redundant`` for every active project that skips redundant pairs."""
-    with get_database().session() as session:
-        project_ids = list(
-            session.scalars(
-                select(Project.id)
-                .where(Project.skip_redundant_pairs.is_(True), Project.status == ProjectStatus.ACTIVE)
-                .order_by(Project.id)
-            )
+def projects_skipping_redundant(session: Session) -> list[uuid.UUID]:
+    """Active projects that hold back redundant pairs."""
+    return list(
+        session.scalars(
+            select(Project.id)
+            .where(Project.skip_redundant_pairs.is_(True), Project.status == ProjectStatus.ACTIVE)
+            .order_by(Project.id)
         )
-    for project_id in project_ids:
-        background.dispatch("neighbors.mark_redundant", {"project_id": str(project_id)})
-    return len(project_ids)
+    )

@@ -1,7 +1,8 @@
 """Cross-prompt neighbours: the index-building task, and neighbour and near-duplicate reads.
 
-When an index is rebuilt (``build_index``, the ``neighbors.build_index`` task): ``embed_prompts`` asks for a
-build after every chunk it pairs (``schedule_builds``), and the task decides, so the rule lives in one place:
+When an index is rebuilt (``plan_builds``, for the ``neighbors.build_index`` task in
+``app/neighbors/tasks.py``): ``embed_prompts`` asks for a build after every chunk it pairs
+(``schedule_builds``), and the task decides, so the rule lives in one place:
 
 - no index yet → build now (a first, possibly partial index beats none);
 - the project still has prompts waiting for embeddings and the newest index is younger than
@@ -37,7 +38,6 @@ from sqlalchemy.orm import Session
 from app import background
 from app.config import get_settings
 from app.db.after_commit import send_after_commit
-from app.db.session import get_database
 from app.errors import IndexNotReady, NotFound
 from app.neighbors import repository
 from app.neighbors.index import (
@@ -99,55 +99,68 @@ def schedule_builds(session: Session, prompt_ids: Sequence[uuid.UUID]) -> None:
 
 
 @dataclass
-class _BuildPlan:
+class BuildPlan:
+    """One index to build: its kind, folder, text hashes and their vectors."""
+
     kind: TextKind
     folder: Path
     hashes: list[str]
     vectors: npt.NDArray[np.float32]
 
 
-def build_index(project_id: str, force: bool = False) -> None:
-    """Build and publish new index versions for a project, unless the module's debounce rule says skip."""
+@dataclass
+class ProjectBuilds:
+    """What ``neighbors.build_index`` builds for a project (nothing when its indexes are current)."""
+
+    project_id: uuid.UUID
+    model: str
+    threshold: float
+    mark_redundant: bool
+    plans: list[BuildPlan]
+
+
+def plan_builds(session: Session, project_id: uuid.UUID, *, force: bool = False) -> ProjectBuilds | None:
+    """The indexes to build for a project and their vectors, or None when the module's debounce rule says
+    skip (or the project is gone)."""
     settings = get_settings()
-    pid = uuid.UUID(str(project_id))
-    with get_database().session() as session:
-        project = session.get(Project, pid)
-        if project is None:
-            return
-        model, threshold, mark = (
-            project.embedding_model,
-            near_duplicate_threshold(project),
-            project.skip_redundant_pairs,
-        )
-        # The response index's age decides the debounce for both kinds (they are built together).
-        newest = newest_manifest(folder_for(project))
-        if not force and newest is not None and repository.has_pending_prompts(session, pid):
-            age = (datetime.now(UTC) - newest.created_at).total_seconds()
-            if age < settings.neighbors_rebuild_interval_seconds:
-                log.info("neighbors.build_deferred", extra={"project_id": str(pid), "age_s": round(age, 1)})
-                return
-        plans: list[_BuildPlan] = []
-        for kind in TextKind:
-            folder = folder_for(project, kind)
-            hashes = repository.embedded_hashes(session, project, kind)
-            current = newest_manifest(folder)
-            if not hashes:
-                continue
-            if not force and current is not None and current.digest == hashes_digest(hashes):
-                log.info(
-                    "neighbors.build_skipped",
-                    extra={"project_id": str(pid), "texts": kind.value, "version": current.version},
-                )
-                continue
-            plans.append(_BuildPlan(kind, folder, hashes, repository.vector_matrix(session, model, hashes)))
-    # The builds run outside any transaction: no connection is held for seconds of compute.
-    for plan in plans:
-        _build_one(plan, project_id=pid, model=model, threshold=threshold)
-    if mark:
-        background.dispatch("neighbors.mark_redundant", {"project_id": str(pid)})
+    project = session.get(Project, project_id)
+    if project is None:
+        return None
+    # The response index's age decides the debounce for both kinds (they are built together).
+    newest = newest_manifest(folder_for(project))
+    if not force and newest is not None and repository.has_pending_prompts(session, project_id):
+        age = (datetime.now(UTC) - newest.created_at).total_seconds()
+        if age < settings.neighbors_rebuild_interval_seconds:
+            log.info(
+                "neighbors.build_deferred", extra={"project_id": str(project_id), "age_s": round(age, 1)}
+            )
+            return None
+    builds = ProjectBuilds(
+        project_id=project_id,
+        model=project.embedding_model,
+        threshold=near_duplicate_threshold(project),
+        mark_redundant=project.skip_redundant_pairs,
+        plans=[],
+    )
+    for kind in TextKind:
+        folder = folder_for(project, kind)
+        hashes = repository.embedded_hashes(session, project, kind)
+        current = newest_manifest(folder)
+        if not hashes:
+            continue
+        if not force and current is not None and current.digest == hashes_digest(hashes):
+            log.info(
+                "neighbors.build_skipped",
+                extra={"project_id": str(project_id), "texts": kind.value, "version": current.version},
+            )
+            continue
+        vectors = repository.vector_matrix(session, builds.model, hashes)
+        builds.plans.append(BuildPlan(kind, folder, hashes, vectors))
+    return builds
 
 
-def _build_one(plan: _BuildPlan, *, project_id: uuid.UUID, model: str, threshold: float) -> None:
+def build_one(plan: BuildPlan, *, project_id: uuid.UUID, model: str, threshold: float) -> None:
+    """Build one index and publish it as a new version (no database: seconds of compute)."""
     settings = get_settings()
     started = datetime.now(UTC)
     with building(plan.folder):

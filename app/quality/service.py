@@ -1,6 +1,6 @@
 """Label quality for a project: aggregates per pair, agreement, annotator reliability, gold, review.
 
-Aggregates are written only by the ``quality.aggregate`` task (``aggregate_project``), never by a GET.
+Aggregates are written only by the ``quality.aggregate`` task (``app/quality/tasks.py``), never by a GET.
 Labels and undos ask for it after commit, at most once per project per
 ``REAL_QUALITY_AGGREGATE_DEBOUNCE_SECONDS`` (``schedule_aggregate``); the periodic
 ``quality.aggregate_stale`` sweep catches the labels that arrived inside a window;
@@ -28,7 +28,6 @@ from app.auth.context import Caller
 from app.config import get_settings
 from app.db.after_commit import send_after_commit
 from app.db.base import utcnow
-from app.db.session import get_database
 from app.errors import InvalidInput, NotFound
 from app.labels import outcome
 from app.pairs.models import AnnotatorQuality, Pair, PairReview
@@ -184,45 +183,24 @@ def aggregate(session: Session, project: Project) -> QualitySnapshot:
     return store(session, project.id, compute(project.id, load_labels(session, project.id), now))
 
 
-def aggregate_project(project_id: str, force: bool = False) -> bool:
-    """The ``quality.aggregate`` task: aggregate one project unless its snapshot is current (or forced).
-
-    Reads and computes in a read-only unit of work, then writes in a short one: on SQLite a write
-    transaction holds the database's single write lock, which every claim and label waits for.
-    """
-    pid = uuid.UUID(str(project_id))
-    database = get_database()
-    with database.read_session() as session:
-        if session.get(Project, pid) is None:
-            return False
-        if not force and not repository.label_totals(session, pid).newer_than(
-            repository.snapshot(session, pid)
-        ):
-            return False
-        now = utcnow()  # before the labels are read: a label stored after it makes the snapshot stale
-        computed = compute(pid, load_labels(session, pid), now)
-    with database.session() as session:
-        if session.get(Project, pid) is None:
-            return False  # deleted meanwhile
-        stored = store(session, pid, computed)
-        labels = stored.labels_count_at_compute
-    log.info("quality.aggregated", extra={"project_id": str(pid), "labels": labels})
-    return True
+def compute_if_stale(session: Session, project_id: uuid.UUID, *, force: bool = False) -> Aggregates | None:
+    """The project's aggregates, computed from ``session`` (read-only), unless its snapshot is current (or
+    the project is gone): None then."""
+    if session.get(Project, project_id) is None:
+        return None
+    if not force and not repository.label_totals(session, project_id).newer_than(
+        repository.snapshot(session, project_id)
+    ):
+        return None
+    now = utcnow()  # before the labels are read: a label stored after it makes the snapshot stale
+    return compute(project_id, load_labels(session, project_id), now)
 
 
-def aggregate_stale() -> int:
-    """The periodic ``quality.aggregate_stale`` task: ask for an aggregation of every stale project."""
-    with get_database().read_session() as session:  # a scan of every label: no write lock on SQLite
-        stale = repository.stale_projects(session)
-    sent = 0
-    for project_id in stale:
-        # The same window as the label-triggered sends: a project aggregating right now is not asked again.
-        if _first_in_window(project_id):
-            background.dispatch(AGGREGATE_TASK, {"project_id": str(project_id)})
-            sent += 1
-    if sent:
-        log.info("quality.stale_scheduled", extra={"projects": sent})
-    return sent
+def store_if_present(session: Session, project_id: uuid.UUID, computed: Aggregates) -> QualitySnapshot | None:
+    """Store computed aggregates unless the project was deleted meanwhile."""
+    if session.get(Project, project_id) is None:
+        return None
+    return store(session, project_id, computed)
 
 
 def _first_in_window(project_id: uuid.UUID) -> bool:
@@ -238,10 +216,13 @@ def schedule_aggregate(session: Session, project_id: uuid.UUID) -> None:
         send_after_commit(session, AGGREGATE_TASK, project_id=str(project_id))
 
 
-def schedule_aggregate_now(project_id: uuid.UUID) -> None:
-    """As schedule_aggregate, for a label already committed (app/queue/fastlane.py has no unit of work)."""
-    if _first_in_window(project_id):
-        background.dispatch(AGGREGATE_TASK, {"project_id": str(project_id)})
+def schedule_aggregate_now(project_id: uuid.UUID) -> bool:
+    """As schedule_aggregate, for a label already committed (app/queue/fastlane.py has no unit of work);
+    True if it was sent (the first in its window)."""
+    if not _first_in_window(project_id):
+        return False
+    background.dispatch(AGGREGATE_TASK, {"project_id": str(project_id)})
+    return True
 
 
 def request_refresh(session: Session, project: Project) -> QualitySnapshot | None:

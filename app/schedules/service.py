@@ -1,10 +1,11 @@
 """Export schedules: set, read and remove them; and the periodic runner that turns due slots into exports.
 
-``run_schedules(now)`` is the task ``exports.run_schedules``. For each due schedule of an active project it
-takes the slot with a compare-and-set on (revision, next_run_at) and, in the same transaction, queues the
-export through ``app.exports.service.create`` as the ``scheduler`` caller. Two runners (two beats, a beat and
-a retry) therefore make one export per slot, and a runner that was down for a while makes one catch-up
-export (of the newest missed slot), never one per missed slot.
+The task ``exports.run_schedules`` (``app/schedules/tasks.py``) calls ``run_due`` for each due schedule of an
+active project, each in its own transaction: it takes the slot with a compare-and-set on (revision,
+next_run_at) and, in the same transaction, queues the export through ``app.exports.service.create`` as the
+``scheduler`` caller. Two runners (two beats, a beat and a retry) therefore make one export per slot, and a
+runner that was down for a while makes one catch-up export (of the newest missed slot), never one per
+missed slot.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.auth.context import Caller
 from app.auth.models import Role
-from app.db.base import utcnow
-from app.db.session import get_database
 from app.errors import DomainError, NotFound
 from app.exports import service as exports
 from app.exports.models import ExportRun, ExportStatus
@@ -137,26 +136,9 @@ def read(schedule: ExportSchedule) -> ExportScheduleRead:
 # ------------------------------------------------------------------------------------------- the runner
 
 
-def run_schedules(now: datetime | None = None) -> list[str]:
-    """Queue one export for every due schedule of an active project; the ids of the exports created."""
-    now = now or utcnow()
-    db = get_database()
-    with db.session() as session:
-        due = repository.due(session, now)
-    created: list[str] = []
-    for project_id, revision, due_at in due:
-        try:
-            with db.session() as session:
-                export_id = run_due(session, project_id, revision=revision, due_at=due_at, now=now)
-        except Exception:
-            # Rolled back: the slot stays due and the next run tries again; other projects go on.
-            log.exception("exports.schedule_failed", extra={"project_id": str(project_id)})
-            continue
-        if export_id is not None:
-            created.append(str(export_id))
-    if created:
-        log.info("exports.scheduled", extra={"exports": created})
-    return created
+def due(session: Session, now: datetime) -> list[tuple[uuid.UUID, int, datetime]]:
+    """(project id, revision, next_run_at) of schedules due by ``now`` in active projects, oldest first."""
+    return repository.due(session, now)
 
 
 def run_due(

@@ -2,8 +2,8 @@
 
 Every export of a project with a webhook that succeeds — scheduled or started through the API — gets one
 delivery row, written in the same transaction that marks the export succeeded (``export_succeeded``, called
-by ``app.exports.service.run_export``), so no event is lost between the two. ``deliver`` (task
-``webhooks.deliver``) makes one attempt; ``sweep`` (periodic task ``webhooks.sweep``) re-sends the pending
+by the ``exports.run_export`` task), so no event is lost between the two. The task ``webhooks.deliver``
+(``app/webhooks/tasks.py``) makes one attempt; the periodic ``webhooks.sweep`` re-sends the pending
 deliveries that are due, so retries survive worker restarts. Delivery is at least once: receivers should
 ignore a `Real-Delivery` id they have already processed.
 """
@@ -24,7 +24,6 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import background
 from app.api.pagination import PageRows
 from app.audit import service as audit
 from app.auth.context import Caller
@@ -32,7 +31,6 @@ from app.config import Settings, get_settings
 from app.db.after_commit import send_after_commit
 from app.db.base import utcnow
 from app.db.ids import uuid7
-from app.db.session import get_database
 from app.errors import NotFound
 from app.exports import writers
 from app.exports.models import ExportRun
@@ -240,51 +238,82 @@ def backoff_seconds(attempt: int, settings: Settings) -> float:
     )
 
 
-def deliver(delivery_id: str, now: datetime | None = None) -> str:
-    """Make one attempt at a pending delivery that is due; its status afterwards.
+@dataclass(frozen=True)
+class Attempting:
+    """A delivery attempt taken by ``start_attempt``: what to send, and its number (1-based)."""
+
+    attempt: int
+    url: str
+    event: str
+    body: bytes
+    secret: str
+
+
+def start_attempt(session: Session, delivery_id: uuid.UUID, started: datetime) -> Attempting | str:
+    """Take the next attempt at a pending delivery that is due; or, when there is none to make, the
+    delivery's status (``missing`` if it is gone).
 
     The attempt is taken with a compare-and-set on the attempt count, so of two callers (the task sent
-    after commit and a sweep) one sends. `now` is for tests; it also dates the signature.
+    after commit and a sweep) one sends.
     """
     settings = get_settings()
-    db = get_database()
-    did = uuid.UUID(delivery_id)
-    started = now or utcnow()
-    with db.session() as session:
-        delivery = session.get(WebhookDelivery, did)
-        if delivery is None:
-            return "missing"
-        if delivery.status != DeliveryStatus.PENDING:
-            return delivery.status
-        if delivery.next_attempt_at is not None and delivery.next_attempt_at > started:
-            return delivery.status
-        webhook = session.get(ExportWebhook, delivery.project_id)
-        attempts = delivery.attempts
-        if webhook is None:
-            repository.finish_attempt(
-                session,
-                did,
-                attempts,
-                status=DeliveryStatus.FAILED,
-                next_attempt_at=None,
-                last_error="the project has no webhook any more",
-            )
-            return DeliveryStatus.FAILED
-        hold = started + timedelta(seconds=settings.webhook_timeout_seconds + HOLD_MARGIN_SECONDS)
-        if not repository.start_attempt(
-            session, did, attempts=attempts, now=started, hold_until=hold, url=webhook.url
-        ):
-            return DeliveryStatus.PENDING
-        url, event, body = webhook.url, delivery.event, encode(delivery.payload)
-        secret = secret_of(webhook, settings)
-    attempt = attempts + 1
-    refused = None if settings.webhook_allow_private_targets else private_target(url)
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None:
+        return "missing"
+    if delivery.status != DeliveryStatus.PENDING:
+        return delivery.status
+    if delivery.next_attempt_at is not None and delivery.next_attempt_at > started:
+        return delivery.status
+    webhook = session.get(ExportWebhook, delivery.project_id)
+    attempts = delivery.attempts
+    if webhook is None:
+        repository.finish_attempt(
+            session,
+            delivery_id,
+            attempts,
+            status=DeliveryStatus.FAILED,
+            next_attempt_at=None,
+            last_error="the project has no webhook any more",
+        )
+        return DeliveryStatus.FAILED
+    hold = started + timedelta(seconds=settings.webhook_timeout_seconds + HOLD_MARGIN_SECONDS)
+    if not repository.start_attempt(
+        session, delivery_id, attempts=attempts, now=started, hold_until=hold, url=webhook.url
+    ):
+        return DeliveryStatus.PENDING
+    return Attempting(
+        attempt=attempts + 1,
+        url=webhook.url,
+        event=delivery.event,
+        body=encode(delivery.payload),
+        secret=secret_of(webhook, settings),
+    )
+
+
+def send(attempting: Attempting, delivery_id: uuid.UUID, started: datetime) -> Outcome:
+    """Make the attempt (no database: a network call of up to the timeout); `started` dates the signature."""
+    settings = get_settings()
+    refused = None if settings.webhook_allow_private_targets else private_target(attempting.url)
     if refused is not None:
-        outcome = Outcome(False, False, None, refused)
-    else:
-        timeout = settings.webhook_timeout_seconds
-        outcome = post(url, body, secret, did, event, int(started.timestamp()), timeout)
-    finished = now or utcnow()
+        return Outcome(False, False, None, refused)
+    timeout = settings.webhook_timeout_seconds
+    return post(
+        attempting.url,
+        attempting.body,
+        attempting.secret,
+        delivery_id,
+        attempting.event,
+        int(started.timestamp()),
+        timeout,
+    )
+
+
+def finish_attempt(
+    session: Session, delivery_id: uuid.UUID, attempt: int, outcome: Outcome, finished: datetime
+) -> str:
+    """Record the attempt's outcome: succeeded, pending with the next attempt's time, or failed (not
+    retryable, or the last attempt); the delivery's status afterwards."""
+    settings = get_settings()
     values: dict[str, Any] = {"last_status_code": outcome.status_code, "last_error": outcome.error}
     if outcome.succeeded:
         status = DeliveryStatus.SUCCEEDED
@@ -299,12 +328,11 @@ def deliver(delivery_id: str, now: datetime | None = None) -> str:
         status = DeliveryStatus.FAILED
         values["next_attempt_at"] = None
     values["status"] = status
-    with db.session() as session:
-        recorded = repository.finish_attempt(session, did, attempt, **values)
+    recorded = repository.finish_attempt(session, delivery_id, attempt, **values)
     log.info(
         "webhooks.attempted",
         extra={
-            "delivery_id": delivery_id,
+            "delivery_id": str(delivery_id),
             "attempt": attempt,
             "status": status,
             "status_code": outcome.status_code,
@@ -388,12 +416,7 @@ def _retry_after(value: str | None) -> float | None:
     return float(value.strip())
 
 
-def sweep(now: datetime | None = None, limit: int = 500) -> list[str]:
-    """Send a delivery task for every pending delivery that is due (first attempts whose send was lost,
-    retries after their backoff, attempts whose worker died); the ids sent."""
-    now = now or utcnow()
-    with get_database().session() as session:
-        due = [str(d) for d in repository.due_ids(session, now, limit)]
-    for delivery_id in due:
-        background.dispatch("webhooks.deliver", {"delivery_id": delivery_id})
-    return due
+def due_deliveries(session: Session, now: datetime, limit: int = 500) -> list[str]:
+    """Pending deliveries that are due (first attempts whose send was lost, retries after their backoff,
+    attempts whose worker died)."""
+    return [str(d) for d in repository.due_ids(session, now, limit)]

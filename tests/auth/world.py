@@ -17,6 +17,7 @@ from app.db.base import utcnow
 from app.embeddings.codec import to_bytes
 from app.embeddings.models import Embedding
 from app.exports import service as exports
+from app.exports import tasks as export_tasks
 from app.exports.schemas import ExportRequest
 from app.jobs.models import Job, JobKind
 from app.projects.models import Project
@@ -102,7 +103,7 @@ def build_world(db: Any) -> World:
             assignment_a=claimed.assignment.id,
             export=export.id,
         )
-    exports.run_export(str(world.ids["export"]))
+    export_tasks.run_export(str(world.ids["export"]))
     with db.session() as session:
         # P has an export schedule and a webhook (set after the export ran, so no delivery is attempted).
         p = session.get_one(Project, world.ids["project"])

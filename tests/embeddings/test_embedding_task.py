@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from app.embeddings.codec import from_bytes
 from app.embeddings.embedder import get_embedder
 from app.embeddings.models import Embedding
-from app.embeddings.service import embed_prompts
-from app.maintenance import reconcile
+from app.embeddings.tasks import embed_prompts
+from app.maintenance.tasks import reconcile
 from app.pairs.models import Pair, PairSlot
 from app.prompts.models import Prompt
 

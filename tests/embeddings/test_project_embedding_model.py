@@ -17,7 +17,7 @@ from app.db.base import utcnow
 from app.embeddings.codec import from_bytes
 from app.embeddings.embedder import get_embedder
 from app.embeddings.models import Embedding
-from app.embeddings.service import embed_prompts, embed_texts
+from app.embeddings.tasks import embed_prompts, embed_texts
 from app.pairs.models import Pair, PairSlot
 from app.prompts.models import Prompt, Response
 from app.prompts.text import prompt_text

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.context import BOOTSTRAP_ADMIN
-from app.exports import service, storage
+from app.exports import service, storage, tasks
 from app.exports.models import ExportRun
 from app.exports.schemas import ExportRequest
 from app.pairs.models import Pair, PairReview, PairSlot
@@ -72,7 +72,7 @@ def run_export(db: Any, project_id: uuid.UUID, **request: Any) -> ExportRun:
         project = session.get_one(Project, project_id)
         run = service.create(session, BOOTSTRAP_ADMIN, project, ExportRequest(**request))
         export_id = run.id
-    service.run_export(str(export_id))
+    tasks.run_export(str(export_id))
     with db.session() as session:
         return session.get_one(ExportRun, export_id)
 

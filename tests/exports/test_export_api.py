@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.exports import service
+from app.exports import tasks
 from tests.exports.helpers import at, label
 from tests.factories import make_pairs, make_project
 
@@ -28,7 +28,7 @@ def start(client: Any, pid: str, body: Any = None, *, run: bool = True) -> dict[
     created = client.post(f"/v1/projects/{pid}/exports", json=body)
     assert created.status_code == 202, created.text
     if run:
-        service.run_export(created.json()["id"])
+        tasks.run_export(created.json()["id"])
     return dict(client.get(f"/v1/exports/{created.json()['id']}").json())
 
 
@@ -124,7 +124,7 @@ def test_since_must_be_a_succeeded_export_of_this_project(client: Any, db: Any) 
         answer = client.post(f"/v1/projects/{pid}/exports", json={"since": since})
         assert answer.status_code == 422
         assert answer.json()["errors"][0]["field"] == "since"
-    service.run_export(queued["id"])
+    tasks.run_export(queued["id"])
     fine = start(client, pid, {"since": queued["id"]})
     assert fine["status"] == "succeeded"
     assert fine["since"] == queued["id"]

@@ -13,10 +13,11 @@ from sqlalchemy import func, select, update
 from app import background
 from app.api.clock import get_now
 from app.audit.models import AuditEvent
-from app.exports import service as exports
+from app.exports import tasks as exports
 from app.exports.models import ExportRun, ExportStatus
 from app.schedules import cron, repository
 from app.schedules import service as schedules
+from app.schedules import tasks as schedule_tasks
 from tests.exports.helpers import T0, at, label
 from tests.factories import make_pairs, make_project
 
@@ -78,11 +79,11 @@ class TestRunnerInterval:
         assert parse(created.json()["next_run_at"]) == T0 + HOUR
         assert created.json()["last_run_at"] is None
 
-        assert schedules.run_schedules(now=T0 + HOUR - timedelta(seconds=1)) == []
+        assert schedule_tasks.run_schedules(now=T0 + HOUR - timedelta(seconds=1)) == []
         assert count_exports(db) == 0
 
         late = T0 + HOUR + timedelta(seconds=40)
-        made = schedules.run_schedules(now=late)
+        made = schedule_tasks.run_schedules(now=late)
         assert len(made) == 1
         run = export_row(db, made[0])
         # The export is of the slot, however late the runner came.
@@ -95,7 +96,7 @@ class TestRunnerInterval:
         assert view["last_error"] is None
 
         # Same instant again: nothing is due any more.
-        assert schedules.run_schedules(now=late) == []
+        assert schedule_tasks.run_schedules(now=late) == []
         assert count_exports(db) == 1
         with db.session() as s:
             actors = set(s.scalars(select(AuditEvent.actor).where(AuditEvent.action == "export.created")))
@@ -105,18 +106,18 @@ class TestRunnerInterval:
         pid, _ = seed(db)
         assert put(client, pid, {"every_seconds": 3600}, T0).status_code == 200
         back = T0 + timedelta(days=1, minutes=30)  # 24 slots missed
-        made = schedules.run_schedules(now=back)
+        made = schedule_tasks.run_schedules(now=back)
         assert len(made) == 1
         assert export_row(db, made[0]).snapshot_at == T0 + timedelta(days=1)
         assert parse(schedule_of(client, pid)["next_run_at"]) == T0 + timedelta(days=1, hours=1)
-        assert schedules.run_schedules(now=back + timedelta(minutes=29)) == []
+        assert schedule_tasks.run_schedules(now=back + timedelta(minutes=29)) == []
         assert count_exports(db) == 1
 
     def test_archived_project_is_skipped(self, client: Any, db: Any) -> None:
         pid, _ = seed(db)
         assert put(client, pid, {"every_seconds": 60}, T0).status_code == 200
         assert client.delete(f"/v1/projects/{pid}").status_code == 204
-        assert schedules.run_schedules(now=T0 + HOUR) == []
+        assert schedule_tasks.run_schedules(now=T0 + HOUR) == []
         assert count_exports(db) == 0
         with db.session() as s:
             assert repository.due(s, T0 + HOUR) == []
@@ -132,8 +133,8 @@ class TestRunnerCron:
         slot = datetime(2026, 1, 2, 3, 0, tzinfo=UTC)
         assert parse(created.json()["next_run_at"]) == slot
 
-        assert schedules.run_schedules(now=slot - timedelta(seconds=1)) == []
-        made = schedules.run_schedules(now=slot + timedelta(seconds=50))
+        assert schedule_tasks.run_schedules(now=slot - timedelta(seconds=1)) == []
+        made = schedule_tasks.run_schedules(now=slot + timedelta(seconds=50))
         assert len(made) == 1
         assert export_row(db, made[0]).snapshot_at == slot
         assert parse(schedule_of(client, pid)["next_run_at"]) == slot + timedelta(days=1)
@@ -142,7 +143,7 @@ class TestRunnerCron:
         pid, _ = seed(db)
         assert put(client, pid, {"cron": "0 3 * * *"}, T0).status_code == 200
         back = datetime(2026, 1, 4, 12, 0, tzinfo=UTC)  # the 1st, 2nd, 3rd and 4th at 03:00 missed
-        made = schedules.run_schedules(now=back)
+        made = schedule_tasks.run_schedules(now=back)
         assert len(made) == 1
         assert export_row(db, made[0]).snapshot_at == datetime(2026, 1, 4, 3, 0, tzinfo=UTC)
         assert parse(schedule_of(client, pid)["next_run_at"]) == datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
@@ -171,7 +172,7 @@ class TestConcurrency:
                 now: datetime = slot, results: list[list[str]] = results, errors: list[BaseException] = errors
             ) -> None:
                 try:
-                    results.append(schedules.run_schedules(now=now))
+                    results.append(schedule_tasks.run_schedules(now=now))
                 except BaseException as exc:  # surfaced below
                     errors.append(exc)
 
@@ -220,14 +221,14 @@ class TestIncremental:
         pid, pairs = seed(db, pairs=4, labelled=2)  # labelled at T0+10 and T0+20 minutes
         assert put(client, pid, {"every_seconds": 3600, "incremental": True}, T0).status_code == 200
 
-        first = schedules.run_schedules(now=T0 + HOUR)[0]
+        first = schedule_tasks.run_schedules(now=T0 + HOUR)[0]
         assert export_row(db, first).since_export_id is None
         exports.run_export(first)
         assert export_row(db, first).rows == 2
 
         with db.session() as s:
             label(s, s.merge(pairs[2]), "ann1", "b", at(70))
-        second = schedules.run_schedules(now=T0 + 2 * HOUR)[0]
+        second = schedule_tasks.run_schedules(now=T0 + 2 * HOUR)[0]
         assert str(export_row(db, second).since_export_id) == first
         exports.run_export(second)
         assert export_row(db, second).rows == 1
@@ -235,7 +236,7 @@ class TestIncremental:
         # A failed scheduled export leaves the chain where it was.
         with db.session() as s:
             label(s, s.merge(pairs[3]), "ann1", "a", at(130))
-        third = schedules.run_schedules(now=T0 + 3 * HOUR)[0]
+        third = schedule_tasks.run_schedules(now=T0 + 3 * HOUR)[0]
         assert str(export_row(db, third).since_export_id) == second
         with db.session() as s:
             s.execute(
@@ -243,11 +244,11 @@ class TestIncremental:
                 .where(ExportRun.id == uuid.UUID(third))
                 .values(status=ExportStatus.FAILED, error="disk full")
             )
-        fourth = schedules.run_schedules(now=T0 + 4 * HOUR)[0]
+        fourth = schedule_tasks.run_schedules(now=T0 + 4 * HOUR)[0]
         assert str(export_row(db, fourth).since_export_id) == second
 
         # While it is still queued, the next slot is skipped, not piled up.
-        assert schedules.run_schedules(now=T0 + 5 * HOUR) == []
+        assert schedule_tasks.run_schedules(now=T0 + 5 * HOUR) == []
         view = schedule_of(client, pid)
         assert "skipped" in view["last_error"]
         assert view["last_export_id"] == fourth
@@ -255,16 +256,16 @@ class TestIncremental:
 
         exports.run_export(fourth)
         assert export_row(db, fourth).rows == 1  # pairs[3] only
-        fifth = schedules.run_schedules(now=T0 + 6 * HOUR)[0]
+        fifth = schedule_tasks.run_schedules(now=T0 + 6 * HOUR)[0]
         assert str(export_row(db, fifth).since_export_id) == fourth
         assert schedule_of(client, pid)["last_error"] is None
 
     def test_not_incremental_exports_everything(self, client: Any, db: Any) -> None:
         pid, _ = seed(db)
         assert put(client, pid, {"every_seconds": 3600}, T0).status_code == 200
-        first = schedules.run_schedules(now=T0 + HOUR)[0]
+        first = schedule_tasks.run_schedules(now=T0 + HOUR)[0]
         exports.run_export(first)
-        second = schedules.run_schedules(now=T0 + 2 * HOUR)[0]
+        second = schedule_tasks.run_schedules(now=T0 + 2 * HOUR)[0]
         assert export_row(db, second).since_export_id is None
 
 
@@ -274,7 +275,7 @@ class TestScheduledExportRuns:
     ) -> None:
         pid, _ = seed(db)
         assert put(client, pid, {"every_seconds": 600, "compression": "gzip"}, T0).status_code == 200
-        made = schedules.run_schedules(now=T0 + timedelta(minutes=10))
+        made = schedule_tasks.run_schedules(now=T0 + timedelta(minutes=10))
         sent = [kwargs for name, kwargs in recorded_tasks if name == "exports.run_export"]
         assert sent == [{"export_id": made[0]}]
         background.resolve("exports.run_export")(**sent[0])  # what the worker runs under that name
@@ -289,7 +290,7 @@ class TestScheduledExportRuns:
         periodic = dict(background.periodic_tasks())
         assert periodic["exports.run_schedules"] == 60.0
         assert "webhooks.sweep" in periodic
-        assert background.resolve("exports.run_schedules") is schedules.run_schedules
+        assert background.resolve("exports.run_schedules") is schedule_tasks.run_schedules
         from workers.celery_app import celery_app
         from workers.tasks import registered
 
@@ -344,7 +345,7 @@ class TestScheduleApi:
         assert client.delete(f"/v1/projects/{pid}/export-schedule").status_code == 204
         assert client.get(f"/v1/projects/{pid}/export-schedule").status_code == 404
         assert client.delete(f"/v1/projects/{pid}/export-schedule").status_code == 204
-        assert schedules.run_schedules(now=T0 + timedelta(days=2)) == []
+        assert schedule_tasks.run_schedules(now=T0 + timedelta(days=2)) == []
         with db.session() as s:
             actions = list(
                 s.scalars(
@@ -364,7 +365,7 @@ class TestScheduleApi:
         assert put(client, pid, {"every_seconds": 3600, "format": "parquet"}, T0).status_code == 200
         with db.session() as s:
             assert schedules.run_due(s, project_id, revision=revision, due_at=due_at, now=T0 + HOUR) is None
-        made = schedules.run_schedules(now=T0 + HOUR)
+        made = schedule_tasks.run_schedules(now=T0 + HOUR)
         assert export_row(db, made[0]).format == "parquet"
 
 

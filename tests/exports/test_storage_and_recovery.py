@@ -12,10 +12,10 @@ import fsspec
 import pytest
 from sqlalchemy import update
 
-from app import maintenance
 from app.db.base import utcnow
-from app.exports import service, snapshot
+from app.exports import service, snapshot, tasks
 from app.exports.models import ExportRun, ExportStatus
+from app.maintenance import tasks as maintenance
 from tests.conftest import EXPORT_DIR
 from tests.exports.helpers import at, data_bytes, label, run_export
 from tests.factories import make_pairs, make_project
@@ -107,6 +107,12 @@ def test_a_failed_local_write_leaves_no_partial_file(db: Any, recorded_tasks: An
     assert [p.name for p in (EXPORT_DIR / str(pid)).rglob("*") if p.is_file()] == []
 
 
+def requeue_stale(db: Any) -> list[str]:
+    """Every running export taken as stale now (as maintenance.reconcile does after the real limit)."""
+    with db.session() as s:
+        return service.requeue_stale(s, stale_after_seconds=0)
+
+
 def _age_heartbeat(db: Any, export_id: uuid.UUID, seconds: float) -> None:
     with db.session() as s:
         s.execute(
@@ -129,8 +135,8 @@ def test_a_run_whose_worker_died_is_requeued_and_finished_once(
         dead = service.create(s, BOOTSTRAP_ADMIN, s.get_one(Project, pid), ExportRequest()).id
         alive = service.create(s, BOOTSTRAP_ADMIN, s.get_one(Project, pid), ExportRequest()).id
     # Two workers take the runs; the first dies (its heartbeat goes stale), the second is still beating.
-    assert service._take(db, dead) == 1
-    assert service._take(db, alive) == 1
+    assert tasks.take(db, dead) == 1
+    assert tasks.take(db, alive) == 1
     _age_heartbeat(db, dead, 600)
     _age_heartbeat(db, alive, 5)
     recorded_tasks.clear()
@@ -144,21 +150,21 @@ def test_a_run_whose_worker_died_is_requeued_and_finished_once(
         assert s.get_one(ExportRun, alive).status == ExportStatus.RUNNING
 
     # The re-sent task runs it (attempt 2); a duplicate delivery does nothing.
-    service.run_export(str(dead))
-    service.run_export(str(dead))
+    tasks.run_export(str(dead))
+    tasks.run_export(str(dead))
     with db.session() as s:
         run = s.get_one(ExportRun, dead)
         assert (run.status, run.attempts) == (ExportStatus.SUCCEEDED, 2)
         finished = (run.sha256, run.finished_at)
     # The first worker comes back to life: its heartbeat tells it that it lost the run.
     with pytest.raises(service.Superseded):
-        service.Heartbeat(db, dead, 1, interval=0).beat()
+        tasks.Heartbeat(db, dead, 1, interval=0).beat()
     with db.session() as s:
         run = s.get_one(ExportRun, dead)
         assert (run.status, run.sha256, run.finished_at) == (ExportStatus.SUCCEEDED, *finished)
     # A succeeded export is never rewritten, even if someone re-sends its task.
-    assert service.requeue_stale(stale_after_seconds=0) == [str(alive)]
-    assert dead not in {uuid.UUID(x) for x in service.requeue_stale(stale_after_seconds=0)}
+    assert requeue_stale(db) == [str(alive)]
+    assert dead not in {uuid.UUID(x) for x in requeue_stale(db)}
 
 
 def test_a_run_that_lost_its_lease_mid_write_stops_quietly(
@@ -173,7 +179,7 @@ def test_a_run_that_lost_its_lease_mid_write_stops_quietly(
     def slow_rows(session: Any, run: Any, *args: Any) -> Any:
         for n, row in enumerate(original(session, run, *args)):
             if n == 1 and not stolen:
-                stolen.extend(service.requeue_stale(stale_after_seconds=0))
+                stolen.extend(requeue_stale(db))
             yield row
 
     with pytest.MonkeyPatch.context() as patch:
@@ -181,7 +187,7 @@ def test_a_run_that_lost_its_lease_mid_write_stops_quietly(
         run = run_export(db, pid)
     assert stolen == [str(run.id)]
     assert (run.status, run.error, run.attempts) == (ExportStatus.QUEUED, None, 1)
-    service.run_export(str(run.id))
+    tasks.run_export(str(run.id))
     with db.session() as s:
         done = s.get_one(ExportRun, run.id)
         assert (done.status, done.attempts, done.rows) == (ExportStatus.SUCCEEDED, 2, 5)

@@ -36,10 +36,10 @@ CHILD = textwrap.dedent(
     """
     import json, resource, sys
     import app.db.models  # noqa: F401  (every table, as in a worker)
-    from app.exports import service
+    from app.exports import tasks
     from app.db.session import get_database
     from app.exports.models import ExportRun
-    service.run_export(sys.argv[1])
+    tasks.run_export(sys.argv[1])
     with get_database().session() as session:
         run = session.get_one(ExportRun, __import__("uuid").UUID(sys.argv[1]))
         assert run.status == "succeeded", run.error

@@ -19,11 +19,12 @@ from sqlalchemy import select
 from app.audit.models import AuditEvent
 from app.config import get_settings
 from app.db.base import utcnow
-from app.exports import service as exports
-from app.schedules import service as schedules
+from app.exports import tasks as exports
+from app.schedules import tasks as schedules
 from app.schedules.models import ExportSchedule
 from app.webhooks import service as webhooks
 from app.webhooks import signing
+from app.webhooks import tasks as webhook_tasks
 from app.webhooks.models import ExportWebhook, WebhookDelivery
 from tests.exports.helpers import T0, at, label, run_export
 from tests.factories import make_pairs, make_project
@@ -144,23 +145,23 @@ class TestDelivery:
         receiver.script = [500, 500]
         t0 = utcnow()
 
-        assert webhooks.deliver(str(delivery.id), now=t0) == "pending"
+        assert webhook_tasks.deliver(str(delivery.id), now=t0) == "pending"
         row = only_delivery(db)
         assert (row.attempts, row.last_status_code) == (1, 500)
         assert row.next_attempt_at == t0 + timedelta(seconds=30)
         assert row.last_error.startswith("HTTP 500: nope")
 
         # Not due yet: no request, whoever asks.
-        assert webhooks.deliver(str(delivery.id), now=t0 + timedelta(seconds=10)) == "pending"
-        assert webhooks.sweep(now=t0 + timedelta(seconds=29)) == []
+        assert webhook_tasks.deliver(str(delivery.id), now=t0 + timedelta(seconds=10)) == "pending"
+        assert webhook_tasks.sweep(now=t0 + timedelta(seconds=29)) == []
         assert len(receiver.calls) == 1
 
-        assert webhooks.sweep(now=t0 + timedelta(seconds=31)) == [str(delivery.id)]
-        assert webhooks.deliver(str(delivery.id), now=t0 + timedelta(seconds=31)) == "pending"
+        assert webhook_tasks.sweep(now=t0 + timedelta(seconds=31)) == [str(delivery.id)]
+        assert webhook_tasks.deliver(str(delivery.id), now=t0 + timedelta(seconds=31)) == "pending"
         assert only_delivery(db).next_attempt_at == t0 + timedelta(seconds=31 + 60)
 
-        assert webhooks.deliver(str(delivery.id), now=t0 + timedelta(seconds=95)) == "succeeded"
-        assert webhooks.sweep(now=t0 + timedelta(days=1)) == []
+        assert webhook_tasks.deliver(str(delivery.id), now=t0 + timedelta(seconds=95)) == "succeeded"
+        assert webhook_tasks.sweep(now=t0 + timedelta(days=1)) == []
         assert len(receiver.calls) == 3
         assert all(call["valid"] for call in receiver.calls)
         assert {call["headers"]["Real-Delivery"] for call in receiver.calls} == {str(delivery.id)}
@@ -197,9 +198,9 @@ class TestDelivery:
         receiver.script = [410]
         delivery = only_delivery(db)
         t0 = utcnow()
-        assert webhooks.deliver(str(delivery.id), now=t0) == "failed"
-        assert webhooks.sweep(now=t0 + timedelta(days=1)) == []
-        assert webhooks.deliver(str(delivery.id), now=t0 + timedelta(days=1)) == "failed"
+        assert webhook_tasks.deliver(str(delivery.id), now=t0) == "failed"
+        assert webhook_tasks.sweep(now=t0 + timedelta(days=1)) == []
+        assert webhook_tasks.deliver(str(delivery.id), now=t0 + timedelta(days=1)) == "failed"
         assert len(receiver.calls) == 1
         [listed] = deliveries(client, pid, status="failed")
         assert (listed["attempts"], listed["last_status_code"]) == (1, 410)
@@ -212,7 +213,7 @@ class TestDelivery:
         receiver.script = [(429, {"Retry-After": "120"})]
         delivery = only_delivery(db)
         t0 = utcnow()
-        assert webhooks.deliver(str(delivery.id), now=t0) == "pending"
+        assert webhook_tasks.deliver(str(delivery.id), now=t0) == "pending"
         assert only_delivery(db).next_attempt_at == t0 + timedelta(seconds=120)
 
     def test_redirects_are_not_followed(self, client: Any, db: Any, receiver: Receiver) -> None:
@@ -220,7 +221,7 @@ class TestDelivery:
         hook(client, pid, receiver)
         run_export(db, uuid.UUID(pid))
         receiver.script = [(307, {"Location": receiver.url + "/elsewhere"})]
-        assert webhooks.deliver(str(only_delivery(db).id), now=utcnow()) == "failed"
+        assert webhook_tasks.deliver(str(only_delivery(db).id), now=utcnow()) == "failed"
         assert [c["path"] for c in receiver.calls] == ["/hooks/real-align"]
         assert "redirects are not followed" in (only_delivery(db).last_error or "")
 
@@ -234,13 +235,13 @@ class TestDelivery:
         delivery = only_delivery(db)
         receiver.delay = 0.6
         t0 = utcnow()
-        assert webhooks.deliver(str(delivery.id), now=t0) == "pending"
+        assert webhook_tasks.deliver(str(delivery.id), now=t0) == "pending"
         row = only_delivery(db)
         assert row.last_status_code is None
         assert "timed out" in (row.last_error or "")
         receiver.delay = 0.0
         receiver.script = [503]
-        assert webhooks.deliver(str(delivery.id), now=t0 + timedelta(minutes=5)) == "failed"
+        assert webhook_tasks.deliver(str(delivery.id), now=t0 + timedelta(minutes=5)) == "failed"
         assert only_delivery(db).attempts == 2
 
     def test_a_connection_refused_is_retried(self, client: Any, db: Any, receiver: Receiver) -> None:
@@ -248,7 +249,7 @@ class TestDelivery:
         hook(client, pid, receiver)
         run_export(db, uuid.UUID(pid))
         receiver.close()  # nothing listens on that port any more
-        assert webhooks.deliver(str(only_delivery(db).id), now=utcnow()) == "pending"
+        assert webhook_tasks.deliver(str(only_delivery(db).id), now=utcnow()) == "pending"
         assert "ConnectError" in (only_delivery(db).last_error or "")
 
     def test_one_attempt_at_a_time(self, client: Any, db: Any, receiver: Receiver) -> None:
@@ -260,14 +261,14 @@ class TestDelivery:
         t0 = utcnow()
         results: list[str] = []
         threads = [
-            threading.Thread(target=lambda: results.append(webhooks.deliver(str(delivery.id), now=t0)))
+            threading.Thread(target=lambda: results.append(webhook_tasks.deliver(str(delivery.id), now=t0)))
             for _ in range(2)
         ]
         for thread in threads:
             thread.start()
         time.sleep(0.2)
         # While the first attempt is in flight the delivery is held, so a sweep leaves it alone.
-        assert webhooks.sweep(now=t0 + timedelta(seconds=5)) == []
+        assert webhook_tasks.sweep(now=t0 + timedelta(seconds=5)) == []
         for thread in threads:
             thread.join(10)
         assert sorted(results) == ["pending", "succeeded"]
@@ -284,7 +285,7 @@ class TestDelivery:
             s.get_one(ExportSchedule, uuid.UUID(pid)).next_run_at = T0 + timedelta(hours=1)
         [export_id] = schedules.run_schedules(now=T0 + timedelta(hours=1))
         exports.run_export(export_id)
-        assert webhooks.deliver(str(only_delivery(db).id)) == "succeeded"
+        assert webhook_tasks.deliver(str(only_delivery(db).id)) == "succeeded"
         assert json.loads(receiver.calls[0]["body"])["export"]["id"] == export_id
         assert receiver.calls[0]["valid"]
 
@@ -309,7 +310,7 @@ class TestDelivery:
         hook(client, pid, receiver)
         run_export(db, uuid.UUID(pid))
         assert client.delete(f"/v1/projects/{pid}/export-webhook").status_code == 204
-        assert webhooks.deliver(str(only_delivery(db).id), now=utcnow()) == "failed"
+        assert webhook_tasks.deliver(str(only_delivery(db).id), now=utcnow()) == "failed"
         assert receiver.calls == []
         assert only_delivery(db).last_error == "the project has no webhook any more"
 
@@ -372,7 +373,7 @@ class TestWebhookApi:
         # Deliveries are signed with the current secret.
         receiver.secret = rotated["secret"]
         run_export(db, uuid.UUID(pid))
-        assert webhooks.deliver(str(only_delivery(db).id)) == "succeeded"
+        assert webhook_tasks.deliver(str(only_delivery(db).id)) == "succeeded"
         assert receiver.calls[0]["valid"]
         assert receiver.calls[0]["path"] == "/hooks/real-align?v=2"
 
@@ -436,7 +437,7 @@ def test_a_private_target_is_refused_by_default(
     hook(client, pid, receiver)
     run_export(db, uuid.UUID(pid))
     delivery = only_delivery(db)
-    assert webhooks.deliver(str(delivery.id)) == "failed"  # at once, never retried
+    assert webhook_tasks.deliver(str(delivery.id)) == "failed"  # at once, never retried
     stored = only_delivery(db)
     assert stored.attempts == 1
     assert stored.last_error is not None

@@ -11,10 +11,11 @@ from sqlalchemy import select
 
 from app.embeddings.codec import from_bytes
 from app.embeddings.models import Embedding
-from app.embeddings.service import embed_prompts
+from app.embeddings.tasks import embed_prompts
 from app.neighbors import index as index_module
 from app.neighbors.index import building, versions
-from app.neighbors.service import build_index, folder_for
+from app.neighbors.service import folder_for
+from app.neighbors.tasks import build_index
 from app.projects.models import Project
 from app.prompts.models import Response
 

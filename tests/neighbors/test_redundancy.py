@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 from app.background import periodic_tasks, resolve
 from app.db.base import utcnow
 from app.neighbors import index as index_module
-from app.neighbors.redundancy import mark_redundant
+from app.neighbors.tasks import mark_redundant
 from app.pairs import repository as pairs_repository
 from app.pairs.models import Pair, PairSlot
 from app.projects.models import Project

@@ -11,12 +11,12 @@ from sqlalchemy import select
 
 from app.api.clock import get_now
 from app.db.base import utcnow
-from app.exports.service import run_export
+from app.exports.tasks import run_export
 from app.pairs.models import Pair
 from app.projects.models import Project
 from app.prompts.models import Response
 from app.quality.agreement import krippendorff_alpha_nominal
-from app.quality.service import aggregate_project
+from app.quality.tasks import aggregate_project
 from tests.factories import make_pairs, make_project
 
 

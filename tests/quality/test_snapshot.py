@@ -15,7 +15,8 @@ from app import background
 from app.db.session import get_database
 from app.quality import debounce
 from app.quality.models import QualitySnapshot
-from app.quality.service import aggregate_project, aggregate_stale, schedule_aggregate
+from app.quality.service import schedule_aggregate
+from app.quality.tasks import aggregate_project, aggregate_stale
 from tests.factories import make_pairs, make_project
 from tests.quality.test_quality_service import vote
 from tests.services import redis_url

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.api.clock import get_now
 from app.db.base import utcnow
-from app.maintenance import reconcile
+from app.maintenance.tasks import reconcile
 from app.queue.models import Assignment, Label
 from tests.factories import make_pairs, make_project
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from app.embeddings.embedder import resolve_model_path
-from app.embeddings.service import embed_prompts
+from app.embeddings.tasks import embed_prompts
 from tests.factories import make_pairs, make_project  # noqa: F401
 
 pytestmark = pytest.mark.embedding

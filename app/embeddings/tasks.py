@@ -1,0 +1,45 @@
+"""Embedding tasks: each opens its own short units of work around the model, which runs outside them."""
+
+from __future__ import annotations
+
+import uuid
+
+from app.db.session import get_database
+from app.embeddings import service
+from app.tasks import DATABASE_ERRORS, RetryPolicy, task
+
+# Idempotent (vectors keyed by model and text, pairs guarded by the prompt's status), so a retry after a
+# database error redoes only what was not committed.
+EMBED_RETRY = RetryPolicy(max_attempts=5, backoff=2, backoff_max=120, transient=DATABASE_ERRORS)
+
+
+@task("embeddings.embed_prompts", retry=EMBED_RETRY, queue="embeddings")
+def embed_prompts(prompt_ids: list[str]) -> None:
+    """Embed these prompts' responses and prompt texts that lack a vector, then build the pending ones'
+    pairs, committed together for this chunk (a job's progress advances per chunk). Idempotent."""
+    ids = [uuid.UUID(str(p)) for p in prompt_ids]
+    _store_missing_vectors(ids)
+    with get_database().session() as session:
+        service.pair_prompts(session, ids)
+
+
+@task("embeddings.embed_texts", retry=EMBED_RETRY, queue="embeddings")
+def embed_texts(prompt_ids: list[str]) -> None:
+    """Embed these prompts' responses and prompt texts that lack a vector, choosing no pairs. Idempotent.
+
+    For prompts that keep their pairs when their project changes its model (app/selection/reembed.py).
+    """
+    ids = [uuid.UUID(str(p)) for p in prompt_ids]
+    _store_missing_vectors(ids)
+    with get_database().session() as session:
+        service.schedule_index_builds(session, ids)
+
+
+def _store_missing_vectors(ids: list[uuid.UUID]) -> None:
+    db = get_database()
+    with db.session() as session:
+        missing = service.missing_texts(session, ids)
+    for model_name, texts in missing.items():
+        for rows in service.encode(model_name, texts):
+            with db.session() as session:
+                service.store(session, rows)

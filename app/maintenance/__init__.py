@@ -1,0 +1,1 @@
+"""Periodic reconciliation: the broker is a hint, the database is the truth."""
