@@ -144,9 +144,10 @@ def _exact_bipartition(gram: FloatArray, mask: BoolArray) -> BoolArray:
         masked = gram[block] * (weights[:, :, None] * weights[:, None, :])
         diag = np.diagonal(masked, axis1=1, axis2=2)
         rows = masked.sum(axis=2)
-        # One product for the second cluster's size, diagonal sum and row sums: (3, b, B).
-        size_b, diag_b, rows_b = np.stack([weights, diag, rows]) @ labels.T
-        within_b = diag_b + 2.0 * (masked[:, iu, ju] @ both.T)
+        # einsum, not @: BLAS threads these many small products, and on a busy machine each threaded call
+        # waits for a free core (measured 1.2 s against 0.2 s per 20,000 prompts beside two busy processes).
+        size_b, diag_b, rows_b = np.einsum("spk,lk->spl", np.stack([weights, diag, rows]), labels)
+        within_b = diag_b + 2.0 * np.einsum("pq,lq->pl", masked[:, iu, ju], both)
         within_a = rows.sum(axis=1, keepdims=True) - 2.0 * rows_b + within_b
         size_a = weights.sum(axis=1, keepdims=True) - size_b
         with np.errstate(divide="ignore", invalid="ignore"):
