@@ -27,7 +27,9 @@ SIDES: tuple[str, ...] = ("a", "b", "tie", "both_bad")
 A, B, TIE, BOTH_BAD = range(4)
 
 Counts = tuple[int, int, int, int]
+NO_LABELS: Counts = (0, 0, 0, 0)
 Reason = Literal["tie", "both_bad", "tied_majority"]
+Result = Literal["a", "b", "tie", "both_bad"]
 
 # Why a pair has no winner, as exports name it; "tied_majority" is the undecided case.
 NO_WINNER_REASONS: tuple[Reason, ...] = ("tied_majority", "tie", "both_bad")
@@ -76,7 +78,7 @@ class Outcome:
     result. ``label_smoothing`` and ``weight`` are the suggested cDPO ε and loss weight of a winner.
     """
 
-    result: str | None
+    result: Result | None
     reason: Reason | None
     labels: int
     reviewed: bool
@@ -91,9 +93,11 @@ class Outcome:
         return SIDES.index(self.result) if self.result in ("a", "b") else None
 
 
-def _result(counts: Counts, verdict: str | None) -> str | None:
-    if verdict is not None:
-        return verdict if verdict in SIDES else None
+_RESULTS: tuple[Result, ...] = ("a", "b", "tie", "both_bad")
+
+
+def result_of(counts: Counts) -> Result | None:
+    """What labels alone decide (no verdict): see the module docstring."""
     a, b, tie, both_bad = counts
     abstain = tie + both_bad
     if a > b and a > abstain:
@@ -102,8 +106,25 @@ def _result(counts: Counts, verdict: str | None) -> str | None:
         return "b"
     ranked = sorted(range(4), key=lambda k: counts[k], reverse=True)
     if counts[ranked[0]] > counts[ranked[1]] and ranked[0] in (TIE, BOTH_BAD):
-        return SIDES[ranked[0]]
+        return _RESULTS[ranked[0]]
     return None
+
+
+def _result(counts: Counts, verdict: str | None) -> Result | None:
+    if verdict is not None:
+        return next((r for r in _RESULTS if r == verdict), None)
+    return result_of(counts)
+
+
+UNDECIDED = "undecided"
+
+
+def stored(decided: Outcome) -> str | None:
+    """The value of ``pair.outcome``: the result, "undecided" when labels or a verdict decide nothing, or
+    None with neither."""
+    if decided.result is not None:
+        return decided.result
+    return UNDECIDED if decided.labels or decided.reviewed else None
 
 
 def agreement(counts: Counts, result: str | None) -> float | None:

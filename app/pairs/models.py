@@ -71,9 +71,10 @@ class Pair(TimestampMixin, Base):
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Known answer ("a" / "b" = response_a / response_b won, "tie", "both_bad"): a gold check, never budgeted.
     gold_answer: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    # Aggregates of the labels (canonical choices), written by app.quality.service.aggregate.
-    majority_choice: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    majority_tied: Mapped[bool] = mapped_column(nullable=False, default=False)
+    # Aggregates of the labels in pair terms, written by the quality aggregation (app/quality/service.py):
+    # the outcome by app/labels/outcome.py ("a", "b", "tie", "both_bad", "undecided"; null until aggregated,
+    # and updated at once by a review), its agreement, and the Dawid-Skene view.
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     agreement: Mapped[float | None] = mapped_column(Float, nullable=True)
     ds_choice: Mapped[str | None] = mapped_column(String(16), nullable=True)
     ds_posterior: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)

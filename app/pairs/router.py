@@ -8,6 +8,9 @@ from sqlalchemy import Row
 from app.api.deps import SessionDep
 from app.api.pagination import CursorQuery, LimitQuery, Page
 from app.api.responses import problems
+from app.labels import repository as labels
+from app.labels.outcome import Outcome
+from app.labels.schemas import OutcomeRead
 from app.pairs import repository
 from app.pairs.models import Pair, PairStatus
 from app.pairs.schemas import PairRead, PairResponse
@@ -17,7 +20,7 @@ from app.prompts.models import Response
 router = APIRouter(prefix="/projects/{project_id}/pairs", tags=["pairs"])
 
 
-def _read(row: Row[Pair, str, Response, Response]) -> PairRead:
+def _read(row: Row[Pair, str, Response, Response], decided: Outcome) -> PairRead:
     pair, external_id, a, b = row
     return PairRead(
         id=pair.id,
@@ -33,6 +36,7 @@ def _read(row: Row[Pair, str, Response, Response]) -> PairRead:
         labels=pair.labels_count,
         created_at=pair.created_at,
         redundant_with=pair.redundant_with,
+        outcome=OutcomeRead.of(decided),
     )
 
 
@@ -44,6 +48,7 @@ def list_pairs(
     cursor: CursorQuery = None,
     status: PairStatus | None = None,
 ) -> Page[PairRead]:
-    """Pairs in creation order, with both responses' texts."""
+    """Pairs in creation order, with both responses' texts and what their labels decide."""
     rows = repository.page_with_responses(session, project.id, status=status, limit=limit, cursor=cursor)
-    return rows.page(_read)
+    decided = labels.outcomes(session, (row[0] for row in rows.rows), project.annotations_per_pair)
+    return rows.page(lambda row: _read(row, decided[row[0].id]))

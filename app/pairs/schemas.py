@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from app.labels.schemas import OutcomeRead
 from app.pairs.models import PairStatus
 
 
@@ -48,3 +49,4 @@ class PairRead(BaseModel):
     redundant_with: RedundantWith | None = Field(
         default=None, description="Status redundant: the labelled pairs that made it so (else null)."
     )
+    outcome: OutcomeRead = Field(description="What the pair's labels decide now (the export's rule).")

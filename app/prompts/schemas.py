@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from app.config import get_settings
+from app.labels.schemas import OutcomeRead
 from app.pairs.schemas import RedundantWith
 from app.prompts.models import PromptStatus
 from app.schemas import Input, NoNulStr
@@ -117,6 +118,7 @@ class PromptPair(BaseModel):
     redundant_with: RedundantWith | None = Field(
         default=None, description="Status redundant: the labelled pairs that made it so (else null)."
     )
+    outcome: OutcomeRead = Field(description="What the pair's labels decide now (the export's rule).")
 
 
 class Collapsed(BaseModel):

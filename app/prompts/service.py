@@ -19,6 +19,8 @@ from app.embeddings import repository as embedding_repository
 from app.embeddings.codec import from_bytes
 from app.errors import Conflict, NotFound
 from app.jobs.models import Job, JobKind
+from app.labels import repository as labels
+from app.labels.schemas import OutcomeRead
 from app.pairs.models import Pair
 from app.projects.models import Project
 from app.prompts.models import Prompt, PromptStatus, Response
@@ -34,6 +36,7 @@ from app.prompts.schemas import (
     ResponseRead,
 )
 from app.queue.models import Label
+from app.selection.service import collapsed_responses
 from app.selection.strategies import cosine_matrix
 
 
@@ -159,6 +162,7 @@ def read_prompt(session: Session, project: Project, prompt: Prompt) -> PromptRea
     pairs = session.scalars(
         select(Pair).where(Pair.prompt_id == prompt.id).order_by(Pair.rank, Pair.id)
     ).all()
+    decided = labels.outcomes(session, pairs, project.annotations_per_pair)
     return PromptRead(
         id=prompt.id,
         project_id=prompt.project_id,
@@ -181,7 +185,14 @@ def read_prompt(session: Session, project: Project, prompt: Prompt) -> PromptRea
             for r in responses
         ],
         similarity_matrix=matrix,
-        collapsed=_collapsed(responses, matrix, project.near_duplicate_threshold),
+        collapsed=[
+            Collapsed(
+                response_id=c.response.id,
+                reason=c.reason,
+                duplicate_of=c.duplicate_of.id if c.duplicate_of else None,
+            )
+            for c in collapsed_responses(responses, vectors, project.near_duplicate_threshold)
+        ],
         pairs=[
             PromptPair(
                 id=p.id,
@@ -194,6 +205,7 @@ def read_prompt(session: Session, project: Project, prompt: Prompt) -> PromptRea
                 status=p.status,
                 labels=p.labels_count,
                 redundant_with=p.redundant_with,
+                outcome=OutcomeRead.of(decided[p.id]),
             )
             for p in pairs
         ],
@@ -219,40 +231,6 @@ def _similarity_matrix(responses: list[Response], vectors: dict[str, Any]) -> li
         ]
         for i in range(len(rows))
     ]
-
-
-def _collapsed(
-    responses: list[Response], matrix: list[list[float | None]] | None, threshold: float | None
-) -> list[Collapsed]:
-    """Mirror of the selection's collapsing, for the view: empty, exact duplicates, then near-duplicates."""
-    out: list[Collapsed] = []
-    kept: list[int] = []
-    first_by_hash: dict[str, Response] = {}
-    for index, response in enumerate(responses):
-        if not response.text.strip():
-            out.append(Collapsed(response_id=response.id, reason="empty", duplicate_of=None))
-            continue
-        if response.text_sha256 in first_by_hash:
-            out.append(
-                Collapsed(
-                    response_id=response.id,
-                    reason="exact_duplicate",
-                    duplicate_of=first_by_hash[response.text_sha256].id,
-                )
-            )
-            continue
-        first_by_hash[response.text_sha256] = response
-        if matrix is not None and threshold is not None:
-            near = next((k for k in kept if (matrix[index][k] or -1.0) >= threshold), None)
-            if near is not None:
-                out.append(
-                    Collapsed(
-                        response_id=response.id, reason="near_duplicate", duplicate_of=responses[near].id
-                    )
-                )
-                continue
-        kept.append(index)
-    return out
 
 
 def list_prompts(

@@ -21,21 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CATEGORIES: tuple[str, ...] = ("a", "b", "tie", "both_bad")
+from app.labels import outcome
+
+CATEGORIES: tuple[str, ...] = outcome.SIDES
 
 Label = tuple[Hashable, str, str]
 
 # p_e this close to 1 means both sides (nearly) always used one category: kappa is 0 / 0 there.
 _CHANCE_EPSILON = 1e-12
-
-
-@dataclass(frozen=True)
-class Majority:
-    """The strictly most frequent category (None on a tie for first place) and each category's count."""
-
-    choice: str | None
-    counts: dict[str, int]
-    tied: bool
 
 
 @dataclass(frozen=True)
@@ -65,19 +58,6 @@ def labels_by_item(labels: Iterable[Label]) -> dict[Hashable, dict[str, str]]:
             raise ValueError(f"annotator {annotator!r} labelled item {item!r} more than once")
         per_item[annotator] = category
     return grouped
-
-
-def majority(categories: Sequence[str]) -> Majority:
-    """The category chosen strictly more often than any other; a tie for first place is reported, unbroken."""
-    counts = dict(Counter(categories))
-    if not counts:
-        return Majority(choice=None, counts={}, tied=False)
-    top = max(counts.values())
-    leaders = [category for category, count in counts.items() if count == top]
-    if len(leaders) > 1:
-        # Any pick here would be arbitrary (dict order, alphabet) and pass a coin flip off as a human verdict.
-        return Majority(choice=None, counts=counts, tied=True)
-    return Majority(choice=leaders[0], counts=counts, tied=False)
 
 
 def krippendorff_alpha_nominal(labels: Iterable[Label]) -> float | None:
@@ -165,7 +145,8 @@ def pairwise_cohen(labels: Iterable[Label]) -> dict[tuple[str, str], CohenResult
 
 
 def agreement_with_majority(labels: Iterable[Label]) -> dict[str, float | None]:
-    """Each annotator's share of labels equal to the others' untied majority on that item (sorted by name)."""
+    """Each annotator's share of labels equal to what the others' labels decide on that item, by the pair
+    outcome rule (app/labels/outcome.py), over the items where they decide something (sorted by name)."""
     by_item = labels_by_item(labels)
     hits: Counter[str] = Counter()
     counted: Counter[str] = Counter()
@@ -178,11 +159,11 @@ def agreement_with_majority(labels: Iterable[Label]) -> dict[str, float | None]:
             # Leave-one-out: with the annotator's own vote included they would help form the majority they are
             # scored against (with 3 labels, any vote agreeing with one other is "in the majority"), inflating
             # every score and most of all that of a careless annotator on small overlaps.
-            others = majority([other for name, other in per_item.items() if name != annotator])
-            if others.choice is None:
+            others = outcome.result_of(outcome.count(o for name, o in per_item.items() if name != annotator))
+            if others is None:
                 continue
             counted[annotator] += 1
-            hits[annotator] += category == others.choice
+            hits[annotator] += category == others
     return {
         annotator: (hits[annotator] / counted[annotator] if counted[annotator] else None)
         for annotator in sorted(annotators)

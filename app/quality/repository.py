@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.labels.outcome import UNDECIDED
 from app.pairs.models import Pair
 from app.projects.models import Project
 from app.quality.models import QualitySnapshot
@@ -74,13 +75,13 @@ def save_snapshot(session: Session, values: dict[str, Any]) -> None:
 
 
 def needs_review(project: Project) -> list[ColumnElement[bool]]:
-    """Pairs with two or more labels whose majority is tied or agreement is low, not reviewed, not gold."""
+    """Pairs with two or more labels that are undecided or agree little, not reviewed, not gold."""
     return [
         Pair.project_id == project.id,
         Pair.labels_count >= 2,
         Pair.review_verdict.is_(None),
         Pair.gold_answer.is_(None),
-        (Pair.majority_tied.is_(True)) | (Pair.agreement < project.review_agreement_threshold),
+        (Pair.outcome == UNDECIDED) | (Pair.agreement < project.review_agreement_threshold),
     ]
 
 

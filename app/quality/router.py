@@ -81,8 +81,10 @@ class ReviewItem(BaseModel):
     pair_id: uuid.UUID
     labels: int
     agreement: float | None
-    majority_choice: str | None
-    majority_tied: bool
+    outcome: Literal["a", "b", "tie", "both_bad", "undecided"] | None = Field(
+        description="What the labels decide by the exports' rule (app/labels/outcome.py); undecided: no "
+        "response wins and neither tie nor both_bad has the most labels."
+    )
     ds_choice: str | None
     ds_posterior: dict[str, float] | None
 
@@ -138,14 +140,13 @@ def annotators(project: ProjectDep, session: SessionDep) -> Any:
 
 @router.get("/review", response_model=list[ReviewItem], responses=problems(404))
 def review_queue(project: ReviewProjectDep, session: SessionDep) -> Any:
-    """Pairs whose labels disagree (a tied majority or agreement under the threshold), least agreed first."""
+    """Pairs whose labels disagree (undecided, or agreement under the threshold), least agreed first."""
     return [
         ReviewItem(
             pair_id=p.id,
             labels=p.labels_count,
             agreement=p.agreement,
-            majority_choice=p.majority_choice,
-            majority_tied=p.majority_tied,
+            outcome=p.outcome,
             ds_choice=p.ds_choice,
             ds_posterior=p.ds_posterior,
         )

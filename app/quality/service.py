@@ -14,7 +14,7 @@ import logging
 import statistics
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from app.db.after_commit import send_after_commit
 from app.db.base import utcnow
 from app.errors import InvalidInput, NotFound
 from app.labels import outcome
+from app.labels import repository as label_repository
 from app.pairs.models import AnnotatorQuality, Pair, PairReview
 from app.projects.models import Project
 from app.quality import debounce, repository
@@ -38,7 +39,6 @@ from app.quality.agreement import (
     agreement_with_majority,
     fleiss_kappa,
     krippendorff_alpha_nominal,
-    majority,
     pairwise_cohen,
 )
 from app.quality.dawid_skene import dawid_skene
@@ -51,14 +51,17 @@ AGGREGATE_TASK = "quality.aggregate"
 
 @dataclass
 class ProjectLabels:
-    """The project's labels on ordinary (non-gold) pairs, as (pair, annotator, canonical choice)."""
+    """The project's labels on ordinary (non-gold) pairs, as (pair, annotator, pair side); the reviewer
+    verdicts of those pairs; and how many labels the project wants per pair."""
 
     labels: list[tuple[uuid.UUID, str, str]]
-    gold: list[tuple[uuid.UUID, str, str, str]]  # (pair, annotator, canonical choice, gold answer)
+    gold: list[tuple[uuid.UUID, str, str, str]]  # (pair, annotator, pair side, gold answer)
+    verdicts: dict[uuid.UUID, str] = field(default_factory=dict)
+    wanted: int = 1
 
 
 def load_labels(session: Session, project_id: uuid.UUID) -> ProjectLabels:
-    """Every label of the project, split into ordinary and gold."""
+    """Every label of the project, split into ordinary and gold, with the labelled pairs' verdicts."""
     rows = session.execute(
         select(
             Label.pair_id,
@@ -67,19 +70,23 @@ def load_labels(session: Session, project_id: uuid.UUID) -> ProjectLabels:
             Label.shown_first_response_id,
             Pair.response_a_id,
             Pair.gold_answer,
+            Pair.review_verdict,
         )
         .join(Pair, Pair.id == Label.pair_id)
         .where(Label.project_id == project_id)
         .order_by(Label.pair_id, Label.annotator)
     ).all()
-    ordinary, gold = [], []
-    for pair_id, annotator, choice, shown_first, a_id, gold_answer in rows:
+    wanted = session.scalar(select(Project.annotations_per_pair).where(Project.id == project_id)) or 1
+    ordinary, gold, verdicts = [], [], {}
+    for pair_id, annotator, choice, shown_first, a_id, gold_answer, verdict in rows:
         value = outcome.pair_side(choice, shown_first, a_id)
         if gold_answer is None:
             ordinary.append((pair_id, annotator, value))
+            if verdict is not None:
+                verdicts[pair_id] = verdict
         else:
             gold.append((pair_id, annotator, value, gold_answer))
-    return ProjectLabels(ordinary, gold)
+    return ProjectLabels(ordinary, gold, verdicts, wanted)
 
 
 @dataclass
@@ -93,7 +100,8 @@ class Aggregates:
 
 
 def compute(project_id: uuid.UUID, data: ProjectLabels, now: datetime) -> Aggregates:
-    """Majority and Dawid-Skene per pair, reliability per annotator, and the snapshot (no database)."""
+    """Outcome (app/labels/outcome.py) and Dawid-Skene per pair, reliability per annotator, and the snapshot
+    (no database)."""
     by_pair: dict[uuid.UUID, list[str]] = defaultdict(list)
     for pair_id, _annotator, value in data.labels:
         by_pair[pair_id].append(value)
@@ -101,14 +109,12 @@ def compute(project_id: uuid.UUID, data: ProjectLabels, now: datetime) -> Aggreg
     ds = dawid_skene(data.labels, CATEGORIES, tol=1e-4) if data.labels and overlapping else None
     pair_rows = []
     for pair_id, values in by_pair.items():
-        vote = majority(values)
-        share = (vote.counts[vote.choice] / len(values)) if vote.choice else None
+        decided = outcome.decide(outcome.count(values), data.verdicts.get(pair_id), data.wanted)
         pair_rows.append(
             {
                 "id": pair_id,
-                "majority_choice": vote.choice,
-                "majority_tied": vote.tied,
-                "agreement": share if len(values) >= 2 else None,
+                "outcome": outcome.stored(decided),
+                "agreement": decided.agreement,
                 "ds_choice": ds.predicted(pair_id) if ds else None,
                 "ds_posterior": {k: round(v, 6) for k, v in ds.posteriors[pair_id].items()} if ds else None,
             }
@@ -177,7 +183,7 @@ def store(session: Session, project_id: uuid.UUID, computed: Aggregates) -> Qual
 
 
 def aggregate(session: Session, project: Project) -> QualitySnapshot:
-    """Recompute and store majority and Dawid-Skene per pair, reliability per annotator, and the snapshot."""
+    """Recompute and store outcome and Dawid-Skene per pair, reliability per annotator, and the snapshot."""
     # Taken before the labels are read: a label stored after this moment makes the snapshot stale.
     now = utcnow()
     return store(session, project.id, compute(project.id, load_labels(session, project.id), now))
@@ -278,6 +284,9 @@ def review(
     row = PairReview(pair_id=pair.id, reviewer=caller.name, verdict=verdict, note=note)
     session.add(row)
     pair.review_verdict = verdict
+    # The verdict decides the outcome now, not at the next aggregation.
+    decided = label_repository.outcomes(session, [pair], project.annotations_per_pair)[pair.id]
+    pair.outcome, pair.agreement = outcome.stored(decided), decided.agreement
     session.flush()
     audit.record(session, caller, "pair.reviewed", "pair", pair.id, {"verdict": verdict, "note": note})
     return row

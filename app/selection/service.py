@@ -5,32 +5,92 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from app.embeddings import repository as embedding_repository
 from app.embeddings.codec import from_bytes
+from app.embeddings.models import Embedding
 from app.jobs.service import finish_jobs_if_done
 from app.pairs.models import Pair, PairSlot, PairStatus
 from app.projects.models import Project
 from app.prompts.models import Prompt, PromptStatus, Response
-from app.selection.strategies import seed_for, select_batch
+from app.selection.strategies import near_duplicate_of, seed_for, select_batch, similarities
 
 log = logging.getLogger(__name__)
 
 
-def distinct_candidates(responses: list[Response]) -> list[Response]:
-    """Non-empty responses with exact-duplicate texts collapsed (the first by position is kept)."""
-    seen: set[str] = set()
-    out: list[Response] = []
+CollapseReason = Literal["empty", "exact_duplicate", "near_duplicate"]
+
+
+@dataclass(frozen=True)
+class CollapsedResponse:
+    """A response left out before pairing, and why: "empty", "exact_duplicate" or "near_duplicate" (of
+    ``duplicate_of``, an earlier response that was kept)."""
+
+    response: Response
+    reason: CollapseReason
+    duplicate_of: Response | None
+
+
+def _collapse_exact(responses: Sequence[Response]) -> tuple[list[Response], list[CollapsedResponse]]:
+    """(candidates, collapsed): empty responses and exact-duplicate texts out (the first by position kept)."""
+    first: dict[str, Response] = {}
+    candidates: list[Response] = []
+    collapsed: list[CollapsedResponse] = []
     for response in sorted(responses, key=lambda r: r.position):
-        if not response.text.strip() or response.text_sha256 in seen:
-            continue
-        seen.add(response.text_sha256)
-        out.append(response)
-    return out
+        if not response.text.strip():
+            collapsed.append(CollapsedResponse(response, "empty", None))
+        elif response.text_sha256 in first:
+            collapsed.append(CollapsedResponse(response, "exact_duplicate", first[response.text_sha256]))
+        else:
+            first[response.text_sha256] = response
+            candidates.append(response)
+    return candidates, collapsed
+
+
+def distinct_candidates(responses: Sequence[Response]) -> list[Response]:
+    """Non-empty responses with exact-duplicate texts collapsed (the first by position is kept)."""
+    return _collapse_exact(responses)[0]
+
+
+def collapsed_responses(
+    responses: Sequence[Response], stored: Mapping[str, Embedding], threshold: float | None
+) -> list[CollapsedResponse]:
+    """Every response the selection leaves out, in position order: empty and exact duplicates, and, once
+    all candidates are embedded, the near-duplicates ``select_batch`` collapses (the same computation)."""
+    candidates, collapsed = _collapse_exact(responses)
+    if candidates and all(r.text_sha256 in stored for r in candidates):
+        vectors, mask = _stack([candidates], stored)
+        duplicate_of = near_duplicate_of(similarities(vectors, mask), mask, threshold)[0]
+        collapsed += [
+            CollapsedResponse(candidates[j], "near_duplicate", candidates[int(of)])
+            for j, of in enumerate(duplicate_of)
+            if of >= 0
+        ]
+    return sorted(collapsed, key=lambda c: c.response.position)
+
+
+def _stack(
+    prompts_candidates: Sequence[Sequence[Response]], stored: Mapping[str, Embedding]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Padded (P, k, d) vectors and (P, k) mask of each prompt's candidates, for select_batch."""
+    width = max(2, max(len(c) for c in prompts_candidates))
+    dim = max((e.dim for e in stored.values()), default=1)
+    vectors = np.zeros((len(prompts_candidates), width, dim), dtype=np.float32)
+    mask = np.zeros((len(prompts_candidates), width), dtype=bool)
+    for row, candidates in enumerate(prompts_candidates):
+        for col, response in enumerate(candidates):
+            embedding = stored[response.text_sha256]
+            vectors[row, col] = from_bytes(embedding.vector, embedding.dim)
+            mask[row, col] = True
+    return vectors, mask
 
 
 def build_pairs(session: Session, prompt_ids: list[uuid.UUID]) -> int:
@@ -72,15 +132,7 @@ def _build_for_project(
     ready = [p for p in prompts if all(r.text_sha256 in stored for r in candidates[p.id])]
     if not ready:
         return 0, set()
-    width = max(2, max(len(candidates[p.id]) for p in ready))
-    dim = max((e.dim for e in stored.values()), default=1)
-    vectors = np.zeros((len(ready), width, dim), dtype=np.float32)
-    mask = np.zeros((len(ready), width), dtype=bool)
-    for row, prompt in enumerate(ready):
-        for col, response in enumerate(candidates[prompt.id]):
-            embedding = stored[response.text_sha256]
-            vectors[row, col] = from_bytes(embedding.vector, embedding.dim)
-            mask[row, col] = True
+    vectors, mask = _stack([candidates[p.id] for p in ready], stored)
     seeds = [seed_for(project.id, p.id) for p in ready]
     selection = select_batch(
         vectors, mask, project.strategy, project.pairs_per_prompt, seeds, project.near_duplicate_threshold

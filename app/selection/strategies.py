@@ -100,15 +100,30 @@ def uniform_hash(seeds: npt.NDArray[np.uint64], counters: npt.NDArray[np.uint64]
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+def similarities(vectors: FloatArray, mask: BoolArray) -> npt.NDArray[np.float64]:
+    """(P, k, k) cosine similarities of padded (P, k, d) embeddings (rows outside ``mask`` are zero)."""
+    unit = normalize(np.asarray(vectors, dtype=np.float64)) * mask[:, :, None]
+    return np.clip(unit @ np.swapaxes(unit, 1, 2), -1.0, 1.0)
+
+
+def near_duplicate_of(sims: FloatArray, mask: BoolArray, threshold: float | None) -> IntArray:
+    """(P, k): the earlier kept response each response is at least `threshold`-similar to (the first such),
+    or -1 for a response that is kept or absent (greedy, in order)."""
+    duplicate_of = np.full(mask.shape, -1, dtype=np.int64)
+    if threshold is None:
+        return duplicate_of
+    kept = mask.copy()
+    for i in range(1, sims.shape[-1]):
+        near = kept[:, :i] & (sims[:, i, :i] >= threshold)
+        found = near.any(axis=1) & mask[:, i]
+        duplicate_of[:, i] = np.where(found, np.argmax(near, axis=1), -1)
+        kept[:, i] &= ~found
+    return duplicate_of
+
+
 def collapse_near_duplicates(sims: FloatArray, mask: BoolArray, threshold: float | None) -> BoolArray:
     """Keep a response unless it is at least `threshold`-similar to an earlier kept one (greedy, in order)."""
-    kept = mask.copy()
-    if threshold is None:
-        return kept
-    for i in range(1, sims.shape[-1]):
-        duplicate = np.any(kept[:, :i] & (sims[:, i, :i] >= threshold), axis=1)
-        kept[:, i] &= ~duplicate
-    return kept
+    return mask & (near_duplicate_of(sims, mask, threshold) < 0)
 
 
 def _prompt_blocks(p_count: int, per_prompt: int) -> list[slice]:
@@ -274,8 +289,7 @@ def select_batch(
     if k < 2 or n_pairs < 1:
         empty_i = np.full((p_count, 0), -1, dtype=np.int64)
         return BatchSelection(empty_i, empty_i, np.zeros((p_count, 0)), np.zeros((p_count, 0)), mask.copy())
-    unit = normalize(np.asarray(vectors, dtype=np.float64)) * mask[:, :, None]
-    sims = np.clip(unit @ np.swapaxes(unit, 1, 2), -1.0, 1.0)
+    sims = similarities(vectors, mask)
     kept = collapse_near_duplicates(sims, mask, near_duplicate_threshold)
     iu, ju = np.triu_indices(k, k=1)
     pair_sims = sims[:, iu, ju]

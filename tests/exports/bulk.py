@@ -36,11 +36,11 @@ _STATEMENTS = [
     """,
     """
     INSERT INTO pair (id, project_id, prompt_id, response_a_id, response_b_id, strategy, rank, similarity,
-                      priority, status, labels_count, majority_tied, created_at)
+                      priority, status, labels_count, created_at)
     SELECT md5(:tag || 'pair' || g)::uuid, :project, md5(:tag || 'p' || g)::uuid,
            least(md5(:tag || 'r0-' || g)::uuid, md5(:tag || 'r1-' || g)::uuid),
            greatest(md5(:tag || 'r0-' || g)::uuid, md5(:tag || 'r1-' || g)::uuid),
-           'dissimilar', 0, 0.5, 0.5, 'done', CASE WHEN g % :overlap = 0 THEN 2 ELSE 1 END, false, :t0
+           'dissimilar', 0, 0.5, 0.5, 'done', CASE WHEN g % :overlap = 0 THEN 2 ELSE 1 END, :t0
     FROM generate_series(1, :n) g
     """,
     # (g, k): one row per label: k = 0 for every pair, k = 1 for every overlap-th pair.
@@ -96,11 +96,11 @@ _SQLITE_STATEMENTS = [
     """,
     f"""
     INSERT INTO pair (id, project_id, prompt_id, response_a_id, response_b_id, strategy, rank, similarity,
-                      priority, status, labels_count, majority_tied, created_at)
+                      priority, status, labels_count, created_at)
     {_SQLITE_SERIES}
     SELECT printf('%04x0004%024x', :tag, g), :project, printf('%04x0001%024x', :tag, g),
            printf('%04x0002%024x', :tag, g), printf('%04x0003%024x', :tag, g), 'dissimilar', 0, 0.5, 0.5,
-           'done', CASE WHEN g % :overlap = 0 THEN 2 ELSE 1 END, 0, :t0
+           'done', CASE WHEN g % :overlap = 0 THEN 2 ELSE 1 END, :t0
     FROM s
     """,
     f"""

@@ -18,7 +18,6 @@ from app.quality.agreement import (
     fleiss_kappa,
     krippendorff_alpha_nominal,
     labels_by_item,
-    majority,
     pairwise_cohen,
 )
 
@@ -91,34 +90,6 @@ class TestLabelsByItem:
     def test_repeat_of_item_and_annotator_raises(self) -> None:
         with pytest.raises(ValueError, match="more than once"):
             labels_by_item([(1, "ann", "a"), (1, "ann", "b")])
-
-
-class TestMajority:
-    def test_strict_winner(self) -> None:
-        result = majority(["a", "b", "a", "tie"])
-        assert result.choice == "a"
-        assert not result.tied
-        assert result.counts == {"a": 2, "b": 1, "tie": 1}
-
-    @pytest.mark.parametrize("votes", [["a", "b"], ["a", "b", "tie", "a", "b"], ["tie", "both_bad"]])
-    def test_tie_for_first_is_explicit(self, votes: list[str]) -> None:
-        result = majority(votes)
-        assert result.choice is None
-        assert result.tied
-
-    def test_tie_below_first_place_is_not_a_tie(self) -> None:
-        result = majority(["b", "b", "a", "tie"])
-        assert result.choice == "b"
-        assert not result.tied
-
-    def test_single_vote(self) -> None:
-        assert majority(["both_bad"]).choice == "both_bad"
-
-    def test_empty(self) -> None:
-        result = majority([])
-        assert result.choice is None
-        assert not result.tied
-        assert result.counts == {}
 
 
 class TestKrippendorffAlphaNominal:

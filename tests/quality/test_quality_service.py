@@ -76,9 +76,7 @@ class TestQuality:
         stored = {p.id: p for p in session.scalars(select(Pair).where(Pair.project_id == project.id))}
         for pair in stored.values():
             session.refresh(pair)
-        majority = [stored[p.id].majority_choice for p in pairs]
-        assert majority == ["a", "a", None, "tie"]
-        assert [stored[p.id].majority_tied for p in pairs] == [False, False, True, False]
+        assert [stored[p.id].outcome for p in pairs] == ["a", "a", "undecided", "tie"]
         assert stored[pairs[1].id].agreement == pytest.approx(2 / 3)
         assert stored[pairs[0].id].ds_choice == "a"
         assert sum(stored[pairs[0].id].ds_posterior.values()) == pytest.approx(1.0, abs=1e-5)
