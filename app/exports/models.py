@@ -40,6 +40,8 @@ class ExportRun(TimestampMixin, Base):
     # The `since` export's snapshot_at, copied at creation: the window stays fixed even if that row goes.
     since_snapshot_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     filters: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Pairs without all their labels (nor a verdict) too, not only completed ones.
+    include_partial: Mapped[bool] = mapped_column(nullable=False, default=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=ExportStatus.QUEUED)
     snapshot_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     # Each take-over of the run (first start, or a re-queue of a stuck one) bumps this fencing token.

@@ -31,6 +31,8 @@ def _read(run: ExportRun) -> ExportRead:
         ManifestSummary(
             schema_version=manifest["schema_version"],
             rows=manifest["counts"]["rows"],
+            retracted=manifest["counts"].get("retracted", 0),
+            replaced=manifest["counts"].get("replaced", 0),
             excluded=manifest["counts"]["excluded"],
             label_counts=manifest["counts"]["labels"],
             files=manifest["files"],
@@ -47,6 +49,7 @@ def _read(run: ExportRun) -> ExportRead:
         compression=run.compression,
         since=run.since_export_id,
         since_snapshot_at=run.since_snapshot_at,
+        include_partial=bool(run.include_partial),
         filters=run.filters or {},
         status=run.status,
         snapshot_at=run.snapshot_at,

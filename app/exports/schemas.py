@@ -88,7 +88,15 @@ class ExportRequest(Input):
     )
     since: uuid.UUID | None = Field(
         default=None,
-        description="A succeeded export of the same project: only pairs completed after its snapshot_at.",
+        description="A succeeded export of the same project, style, filters and include_partial: only the "
+        "rows whose outcome is new or changed since it, and the manifest's `retracted` pair ids (see "
+        "docs/exports.md, incremental exports).",
+    )
+    include_partial: bool = Field(
+        default=False,
+        description="Also pairs that do not have all their labels yet (and no reviewer verdict); by default "
+        "only completed pairs are exported. Their `completed` is false and `weight` is scaled by the share "
+        "of the wanted labels that are in.",
     )
     filters: ExportFilters = Field(default_factory=ExportFilters)
 
@@ -98,6 +106,8 @@ class ManifestSummary(BaseModel):
 
     schema_version: int
     rows: int
+    retracted: int = Field(description="Incremental: pairs of the chain that are no longer rows.")
+    replaced: int = Field(description="Incremental: rows sent again because their outcome changed.")
     excluded: dict[str, int]
     label_counts: dict[str, int]
     files: dict[str, dict[str, Any]]
@@ -111,6 +121,7 @@ class ExportRead(BaseModel):
     compression: str
     since: uuid.UUID | None = Field(description="The export this one continues (incremental), if any.")
     since_snapshot_at: datetime | None
+    include_partial: bool
     filters: dict[str, Any]
     status: ExportStatus
     snapshot_at: datetime
@@ -140,10 +151,15 @@ class Manifest(BaseModel):
     request: dict[str, Any]
     snapshot_at: datetime
     since_snapshot_at: datetime | None
+    annotations_per_pair: int | None = None
     columns: list[str]
     counts: dict[str, Any]
+    retracted: list[str] = Field(default_factory=list)
+    replaced: list[str] = Field(default_factory=list)
     dawid_skene: dict[str, Any] | None
     label_smoothing: dict[str, Any]
+    inputs: dict[str, Any] | None = None
+    state: dict[str, Any] | None = None
     files: dict[str, dict[str, Any]]
     writer: dict[str, Any]
 

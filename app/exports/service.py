@@ -10,6 +10,7 @@ queue. See docs/exports.md for the file formats and the manifest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
@@ -33,8 +34,9 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.exports import rows as R
 from app.exports import snapshot, storage, writers
 from app.exports.models import ExportRun, ExportStatus
-from app.exports.rows import prompt_text, winner_of
+from app.exports.rows import prompt_text
 from app.exports.schemas import ExportRequest, iso
+from app.labels import outcome
 from app.projects import service as projects
 from app.projects.models import Project
 from app.webhooks import service as webhooks
@@ -54,15 +56,15 @@ __all__ = [
     "requeue",
     "requeue_stale",
     "take",
-    "winner_of",
     "write_files",
 ]
 
 log = logging.getLogger(__name__)
 
 # Bump when a column, a formula or the manifest changes meaning (docs/exports.md keeps the history).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
+STATE_NAME = "state.npy"
 JSONL_BATCH_ROWS = 500
 
 
@@ -85,6 +87,7 @@ def create(
     snapshot_at = request.snapshot_at or now
     if snapshot_at > now:
         raise InvalidInput(f"snapshot_at {iso(snapshot_at)} is in the future", field="snapshot_at")
+    filters = request.filters.normalised()
     since_snapshot_at = None
     if request.since is not None:
         since = session.get(ExportRun, request.since)
@@ -97,6 +100,20 @@ def create(
                 f"export {since.id} has a later snapshot ({iso(since.snapshot_at)}) than this one",
                 field="since",
             )
+        if (since.manifest or {}).get("state") is None:
+            raise InvalidInput(
+                f"export {since.id} was made before incremental exports kept their state "
+                "(schema_version 1); make a full export and continue from it",
+                field="since",
+            )
+        chained = (since.style, since.filters or {}, since.include_partial)
+        if chained != (request.style, filters, request.include_partial):
+            # Rows of another style, or chosen by other filters, cannot be concatenated with these.
+            raise InvalidInput(
+                f"export {since.id} has another style, filters or include_partial than this request; an "
+                "incremental export continues its chain with the same ones",
+                field="since",
+            )
         since_snapshot_at = since.snapshot_at
     run = ExportRun(
         project_id=project.id,
@@ -105,7 +122,8 @@ def create(
         compression=request.compression,
         since_export_id=request.since,
         since_snapshot_at=since_snapshot_at,
-        filters=request.filters.normalised(),
+        filters=filters,
+        include_partial=request.include_partial,
         status=ExportStatus.QUEUED,
         snapshot_at=snapshot_at,
         attempts=0,
@@ -132,6 +150,7 @@ def request_of(run: ExportRun) -> dict[str, Any]:
         "compression": run.compression,
         "snapshot_at": iso(run.snapshot_at),
         "since": str(run.since_export_id) if run.since_export_id else None,
+        "include_partial": bool(run.include_partial),
         "filters": run.filters or {},
     }
 
@@ -303,28 +322,56 @@ def fail(session: Session, export_id: uuid.UUID, attempt: int, error: BaseExcept
     )
 
 
+def previous_state(session: Session, run: ExportRun) -> snapshot.State | None:
+    """The state of the export an incremental one continues (None for a full export)."""
+    if run.since_export_id is None:
+        return None
+    since = session.get(ExportRun, run.since_export_id)
+    if since is None or since.location is None or not (since.manifest or {}).get("state"):
+        raise RuntimeError(f"export {run.since_export_id}, which this one continues, is gone or has no state")
+    entry = since.manifest["state"]
+    blob = storage.read_bytes(since.location, entry["name"])
+    if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
+        raise RuntimeError(f"the state file of export {since.id} does not match its manifest")
+    return snapshot.State.from_bytes(blob)
+
+
 def write_files(
     session: Session, run: ExportRun, beat: Callable[[], None], row_group_rows: int
 ) -> dict[str, Any]:
-    """Stream the rows read in ``session`` (snapshot.read_session) into the data file, then write
-    manifest.json; what the run row should record. ``beat`` is called as the work goes on."""
+    """Stream the rows read in ``session`` (snapshot.read_session) into the data file, then write the
+    state and manifest.json; what the run row should record. ``beat`` is called as the work goes on."""
     assert run.location is not None
     name = writers.data_file_name(run.format, run.compression)
     tally = snapshot.Tally()
+    wanted = session.get_one(Project, run.project_id).annotations_per_pair
+    inputs = snapshot.inputs(session, run.project_id, run.snapshot_at)
+    previous = previous_state(session, run)
     stats = snapshot.label_stats(session, run.project_id, run.snapshot_at, beat)
+    state = snapshot.StateBuilder()
     with storage.write(run.location, name) as raw:
         sink = writers.HashingSink(raw)
         writer = writers.open_writer(run.format, run.style, run.compression, sink)
         # Parquet writes a row group per batch; JSONL needs no batching beyond amortising the writes.
         batch_rows = row_group_rows if run.format == "parquet" else JSONL_BATCH_ROWS
         batch: list[dict[str, Any]] = []
-        for row in snapshot.export_rows(session, run, stats, tally, beat):
+        rows = snapshot.export_rows(
+            session, run, stats, tally, beat, wanted=wanted, state=state, previous=previous
+        )
+        for row in rows:
             batch.append(row)
             if len(batch) >= batch_rows:
                 writer.write(batch)
                 batch = []
         writer.write(batch)
         writer.close()
+    current = state.build()
+    if previous is not None:
+        tally.retracted = snapshot.retracted(previous, current)
+    state_bytes = current.to_bytes()
+    beat()
+    with storage.write(run.location, STATE_NAME) as raw:
+        raw.write(state_bytes)
     file_entry = {
         "sha256": sink.digest.hexdigest(),
         "bytes": sink.size,
@@ -340,13 +387,24 @@ def write_files(
         "request": request_of(run),
         "snapshot_at": iso(run.snapshot_at),
         "since_snapshot_at": iso(run.since_snapshot_at) if run.since_snapshot_at else None,
+        "annotations_per_pair": wanted,
         "columns": R.columns(),
         "counts": counts,
+        "retracted": tally.retracted,
+        "replaced": tally.replaced,
         "dawid_skene": stats.dawid_skene_summary(),
         "label_smoothing": {
-            "formula": "clip(1 - agreement, 0, 0.5); weight = 1 - 2 * label_smoothing",
-            "single_label": R.SINGLE_LABEL_SMOOTHING,
-            "reviewed": R.REVIEWED_SMOOTHING,
+            "formula": "clip(1 - agreement, 0, 0.5); "
+            "weight = (1 - 2 * label_smoothing) * min(1, num_labels / annotations_per_pair)",
+            "single_label": outcome.SINGLE_LABEL_SMOOTHING,
+            "reviewed": outcome.REVIEWED_SMOOTHING,
+        },
+        "inputs": inputs,
+        "state": {
+            "name": STATE_NAME,
+            "sha256": hashlib.sha256(state_bytes).hexdigest(),
+            "bytes": len(state_bytes),
+            "pairs": len(current.rows),
         },
         "files": {name: file_entry},
         "writer": writers.writer_info(run.format, run.compression, row_group_rows),
@@ -361,6 +419,13 @@ def write_files(
         "path": storage.local_path(run.location, name) or f"{run.location}/{name}",
         "manifest": manifest,
     }
+
+
+def unchanged_since(session: Session, project: Project, since: ExportRun, as_of: datetime) -> bool:
+    """Whether nothing an export depends on changed between ``since``'s snapshot and ``as_of`` (so an
+    incremental export would hold nothing new)."""
+    recorded = (since.manifest or {}).get("inputs")
+    return recorded is not None and recorded == snapshot.inputs(session, project.id, as_of)
 
 
 # ------------------------------------------------------------------------------------------- recovery

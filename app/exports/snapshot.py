@@ -13,6 +13,8 @@ an export never holds SQLite's write lock):
 from __future__ import annotations
 
 import array
+import hashlib
+import io
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ from app.exports import rows as R
 from app.exports.models import ExportRun
 from app.labels import outcome
 from app.pairs.models import Pair, PairReview
+from app.projects.models import Project
 from app.prompts.models import Prompt, Response
 from app.quality.dawid_skene import dawid_skene_posteriors
 from app.queue.models import Label
@@ -272,34 +275,128 @@ class Tally:
     rows: int = 0
     considered: int = 0
     reviewed_rows: int = 0
+    partial_rows: int = 0
+    unchanged: int = 0  # incremental: rows the `since` export holds already, as they are
     excluded: dict[str, int] = field(default_factory=lambda: dict.fromkeys(R.REASONS, 0))
     labels_considered: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     labels_exported: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    replaced: list[str] = field(default_factory=list)  # incremental: rows sent again with a new outcome
+    retracted: list[str] = field(default_factory=list)  # incremental: rows of the chain that are no more
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
             "pairs_considered": self.considered,
             "reviewed_rows": self.reviewed_rows,
+            "partial_rows": self.partial_rows,
+            "unchanged": self.unchanged,
+            "replaced": len(self.replaced),
+            "retracted": len(self.retracted),
             "excluded": dict(self.excluded),
             "labels": dict(zip(R.CHOICES, self.labels_considered, strict=True)),
             "labels_exported": dict(zip(R.CHOICES, self.labels_exported, strict=True)),
         }
 
 
-def _completed_subquery(snapshot_at: datetime) -> Any:
-    """The pair's completing label time as of the snapshot (SQL, correlated to Pair)."""
-    return (
-        select(func.max(Label.labeled_at))
-        .where(Label.pair_id == Pair.id, Label.labeled_at <= snapshot_at)
-        .correlate(Pair)
-        .scalar_subquery()
+# "V16", not "S16": numpy drops trailing NUL bytes of "S" values, and a UUID may end in one.
+STATE_DTYPE = np.dtype([("pair_id", "V16"), ("digest", "<u8")])
+
+
+@dataclass
+class State:
+    """The rows an export's consumer holds once it has applied the export (and its chain): each pair id, by
+    bytes, with its row's digest (rows.digest). Written beside every export; read by the next incremental."""
+
+    rows: npt.NDArray[Any]  # STATE_DTYPE, sorted by pair id
+
+    def to_bytes(self) -> bytes:
+        out = io.BytesIO()
+        np.save(out, self.rows, allow_pickle=False)
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> State:
+        rows = np.load(io.BytesIO(blob), allow_pickle=False)
+        if rows.dtype != STATE_DTYPE:
+            raise ValueError(f"not an export state file (dtype {rows.dtype})")
+        return cls(rows)
+
+    def walker(self) -> Callable[[bytes], int | None]:
+        """The digest of a pair id asked in ascending order (pass 2), or None if the state lacks it."""
+        keys, digests = self.rows["pair_id"].tolist(), self.rows["digest"].tolist()
+        size, position = len(keys), 0
+
+        def find(key: bytes) -> int | None:
+            nonlocal position
+            while position < size and keys[position] < key:
+                position += 1
+            if position < size and keys[position] == key:
+                return int(digests[position])
+            return None
+
+        return find
+
+
+def retracted(previous: State, current: State) -> list[str]:
+    """The pairs ``previous`` holds rows of that ``current`` does not (sorted ids)."""
+    gone = np.setdiff1d(previous.rows["pair_id"], current.rows["pair_id"], assume_unique=True)
+    return [str(uuid.UUID(bytes=bytes(key))) for key in gone.tolist()]
+
+
+def inputs(session: Session, project_id: uuid.UUID, as_of: datetime) -> dict[str, Any]:
+    """A fingerprint of everything an export's outcomes depend on as of an instant (labels, reviews, gold
+    marks, annotations_per_pair): equal fingerprints mean an incremental export would have nothing new."""
+    label_filter = (Label.project_id == project_id, Label.labeled_at <= as_of)
+    review_filter = (Pair.project_id == project_id, PairReview.created_at <= as_of)
+    labels = session.scalar(select(func.count()).select_from(Label).where(*label_filter))
+    newest_label = session.scalar(select(Label.id).where(*label_filter).order_by(Label.id.desc()).limit(1))
+    reviews = session.scalar(
+        select(func.count())
+        .select_from(PairReview)
+        .join(Pair, Pair.id == PairReview.pair_id)
+        .where(*review_filter)
     )
+    newest_review = session.scalar(
+        select(PairReview.id)
+        .join(Pair, Pair.id == PairReview.pair_id)
+        .where(*review_filter)
+        .order_by(PairReview.id.desc())
+        .limit(1)
+    )
+    gold = session.scalars(
+        select(Pair.id).where(Pair.project_id == project_id, Pair.gold_answer.is_not(None)).order_by(Pair.id)
+    ).all()
+    wanted = session.scalar(select(Project.annotations_per_pair).where(Project.id == project_id))
+    return {
+        "labels": int(labels or 0),
+        "newest_label": str(newest_label) if newest_label else None,
+        "reviews": int(reviews or 0),
+        "newest_review": str(newest_review) if newest_review else None,
+        "gold_pairs": hashlib.sha256(b"".join(g.bytes for g in gold)).hexdigest(),
+        "annotations_per_pair": wanted,
+    }
+
+
+class StateBuilder:
+    """Collects the state of the rows as pass 2 computes them (in pair id order)."""
+
+    def __init__(self) -> None:
+        self._keys = bytearray()
+        self._digests = array.array("Q")
+
+    def add(self, key: bytes, digest: int) -> None:
+        self._keys += key
+        self._digests.append(digest)
+
+    def build(self) -> State:
+        rows = np.empty(len(self._digests), dtype=STATE_DTYPE)
+        rows["pair_id"] = np.frombuffer(bytes(self._keys), dtype="V16")
+        rows["digest"] = np.frombuffer(self._digests, dtype="<u8")
+        return State(rows)
 
 
 def count_gold(session: Session, run: ExportRun) -> int:
-    """Gold pairs with a label by the snapshot, completed inside the export's window."""
-    completed = func.max(Label.labeled_at)
+    """Gold pairs with a label by the snapshot."""
     query = (
         select(Label.pair_id)
         .join(Pair, Pair.id == Label.pair_id)
@@ -310,18 +407,25 @@ def count_gold(session: Session, run: ExportRun) -> int:
         )
         .group_by(Label.pair_id)
     )
-    if run.since_snapshot_at is not None:
-        query = query.having(completed > run.since_snapshot_at)
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
 def export_rows(
-    session: Session, run: ExportRun, stats: LabelStats, tally: Tally, tick: Tick
+    session: Session,
+    run: ExportRun,
+    stats: LabelStats,
+    tally: Tally,
+    tick: Tick,
+    *,
+    wanted: int,
+    state: StateBuilder,
+    previous: State | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Pass 2: the export's rows in pair id order, counting every considered pair in ``tally``."""
+    """Pass 2: the export's rows in pair id order, counting every considered pair in ``tally`` and every
+    row in ``state``. With ``previous`` (the `since` export's state) only rows it lacks or holds with
+    another outcome are yielded, and the pairs it holds that are no longer rows are ``tally.retracted``."""
     filters = run.filters or {}
     snapshot_at = run.snapshot_at
-    since_micros = _micros(run.since_snapshot_at) if run.since_snapshot_at is not None else None
     after = filters.get("labeled_after")
     before = filters.get("labeled_before")
     after_micros = _micros(datetime.fromisoformat(after)) if after else None
@@ -329,6 +433,7 @@ def export_rows(
     reviewed_filter = filters.get("reviewed", "include")
     min_agreement = filters.get("min_agreement")
     min_posterior = filters.get("min_posterior")
+    include_partial = bool(run.include_partial)
 
     ra, rb = aliased(Response), aliased(Response)
     verdict = (
@@ -365,13 +470,11 @@ def export_rows(
         .order_by(Pair.id)
         .execution_options(yield_per=FETCH_ROWS)
     )
-    if run.since_snapshot_at is not None:
-        # Pushed down so an incremental export reads only its window; the check below is the rule.
-        query = query.where(_completed_subquery(snapshot_at) > run.since_snapshot_at)
 
     tally.excluded["gold"] = count_gold(session, run)
     tally.considered += tally.excluded["gold"]
     find = stats.walker()
+    held = previous.walker() if previous is not None else None
     for row in _stream(session, query, tick):
         (pair_id, similarity, strategy, external_id, prompt, a_ext, a_model, a_text, b_ext, b_model, b_text,
          review) = row  # fmt: skip
@@ -379,40 +482,63 @@ def export_rows(
         if i is None:  # cannot happen within one consistent read: never skip a pair silently
             raise RuntimeError(f"pair {pair_id} has labels by the snapshot but was not seen in pass 1")
         done = int(stats.completed[i])
-        if since_micros is not None and done <= since_micros:
-            continue
-        counts = tuple(int(c) for c in stats.counts[i])
+        counts = (
+            int(stats.counts[i, 0]),
+            int(stats.counts[i, 1]),
+            int(stats.counts[i, 2]),
+            int(stats.counts[i, 3]),
+        )
         tally.considered += 1
         for k in range(4):
             tally.labels_considered[k] += counts[k]
-        winner, reason = R.decide(counts, review)  # type: ignore[arg-type]
-        reviewed = review is not None
-        if winner is None:
-            tally.excluded[reason or "tied_majority"] += 1
-            continue
-        share = R.agreement(counts, winner)  # type: ignore[arg-type]
-        posterior = round(float(stats.posteriors[i, winner]), 6) if stats.posteriors is not None else None
-        reason = None
-        if reviewed_filter == "exclude" and reviewed:
+        decided = outcome.decide(counts, review, wanted)
+        winner = decided.winner
+        posterior = (
+            round(float(stats.posteriors[i, winner]), 6)
+            if stats.posteriors is not None and winner is not None
+            else None
+        )
+        reason: str | None = None
+        if not decided.completed and not include_partial:
+            reason = "partial"
+        elif winner is None:
+            reason = decided.reason or "tied_majority"
+        elif reviewed_filter == "exclude" and decided.reviewed:
             reason = "reviewed"
-        elif reviewed_filter == "only" and not reviewed:
+        elif reviewed_filter == "only" and not decided.reviewed:
             reason = "not_reviewed"
         elif (after_micros is not None and done < after_micros) or (
             before_micros is not None and done >= before_micros
         ):
             reason = "outside_labeled_range"
-        elif min_agreement is not None and not reviewed and (share is None or share < min_agreement):
+        elif (
+            min_agreement is not None
+            and not decided.reviewed
+            and (decided.agreement is None or decided.agreement < min_agreement)
+        ):
             reason = "below_min_agreement"
-        elif min_posterior is not None and not reviewed and (posterior is None or posterior < min_posterior):
+        elif (
+            min_posterior is not None
+            and not decided.reviewed
+            and (posterior is None or posterior < min_posterior)
+        ):
             reason = "below_min_posterior"
         if reason is not None:
             tally.excluded[reason] += 1
             continue
-        side_a = R.Side(a_ext, a_model, a_text)
-        side_b = R.Side(b_ext, b_model, b_text)
-        chosen, rejected = (side_a, side_b) if winner == R.A else (side_b, side_a)
+        completed_at = _iso_micros(done)
+        digest = R.digest(decided, completed_at)
+        state.add(pair_id.bytes, digest)
+        if held is not None:
+            before_digest = held(pair_id.bytes)
+            if before_digest == digest:
+                tally.unchanged += 1
+                continue
+            if before_digest is not None:
+                tally.replaced.append(str(pair_id))
         tally.rows += 1
-        tally.reviewed_rows += int(reviewed)
+        tally.reviewed_rows += int(decided.reviewed)
+        tally.partial_rows += int(not decided.completed)
         for k in range(4):
             tally.labels_exported[k] += counts[k]
         yield R.build_row(
@@ -420,14 +546,12 @@ def export_rows(
             pair_id=pair_id,
             prompt=prompt,
             prompt_external_id=external_id,
-            chosen=chosen,
-            rejected=rejected,
+            side_a=R.Side(a_ext, a_model, a_text),
+            side_b=R.Side(b_ext, b_model, b_text),
             similarity=similarity,
             strategy=strategy,
-            num_labels=sum(counts),
-            share=share,
+            decided=decided,
             ds_posterior=posterior,
-            reviewed=reviewed,
-            completed_at=_iso_micros(done),
+            completed_at=completed_at,
         )
     tick()

@@ -115,6 +115,7 @@ def parquet_schema(style: str) -> Any:
         "similarity": pa.float64(),
         "strategy": pa.string(),
         "num_labels": pa.int64(),
+        "completed": pa.bool_(),
         "agreement": pa.float64(),
         "ds_posterior": pa.float64(),
         "reviewed": pa.bool_(),

@@ -41,6 +41,8 @@ class ExportSchedule(TimestampMixin, Base):
     )
     # Why the last due slot made no export (skipped while the previous one ran, or refused); null otherwise.
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Incremental: why the last due slot made no export because nothing changed since the previous one.
+    last_skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow
     )

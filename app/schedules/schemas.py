@@ -36,11 +36,13 @@ class ExportScheduleSet(Input):
     format: Format = Field(default="jsonl", description="As in `POST .../exports`.")
     style: Style = Field(default="standard", description="As in `POST .../exports`.")
     compression: Compression = Field(default="none", description="As in `POST .../exports`.")
+    include_partial: StrictBool = Field(default=False, description="As in `POST .../exports`.")
     filters: ExportFilters = Field(default_factory=ExportFilters)
     incremental: StrictBool = Field(
         default=False,
         description="Each scheduled export continues the previous succeeded scheduled export (`since`), so "
-        "it holds only the pairs completed after it.",
+        "it holds only the rows whose outcome is new or changed since then; a due slot with nothing new "
+        "since that export makes no export (`last_skip_reason`).",
     )
 
     @field_validator("cron")
@@ -61,6 +63,7 @@ class ExportScheduleSet(Input):
             "format": self.format,
             "style": self.style,
             "compression": self.compression,
+            "include_partial": self.include_partial,
             "filters": self.filters.normalised(),
         }
 
@@ -72,6 +75,7 @@ class ExportScheduleRead(BaseModel):
     format: str
     style: str
     compression: str
+    include_partial: bool
     filters: dict[str, Any]
     incremental: bool
     next_run_at: datetime = Field(description="When the next scheduled export is due (UTC).")
@@ -80,6 +84,10 @@ class ExportScheduleRead(BaseModel):
     last_error: str | None = Field(
         description="Why the last due slot made no export (the previous one still running, or the request "
         "refused); null when it made one."
+    )
+    last_skip_reason: str | None = Field(
+        description="Incremental: why the last due slot made no export because nothing changed since the "
+        "previous one (e.g. `nothing changed since export ...`); null when it made one."
     )
     created_at: datetime
     updated_at: datetime

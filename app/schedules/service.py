@@ -122,12 +122,14 @@ def read(schedule: ExportSchedule) -> ExportScheduleRead:
         format=schedule.request["format"],
         style=schedule.request["style"],
         compression=schedule.request["compression"],
+        include_partial=bool(schedule.request.get("include_partial", False)),
         filters=schedule.request["filters"],
         incremental=schedule.incremental,
         next_run_at=schedule.next_run_at,
         last_run_at=schedule.last_run_at,
         last_export_id=schedule.last_export_id,
         last_error=schedule.last_error,
+        last_skip_reason=schedule.last_skip_reason,
         created_at=schedule.created_at,
         updated_at=schedule.updated_at,
     )
@@ -169,19 +171,37 @@ def run_due(
             f"slot {iso(slot)} skipped: the previous scheduled export {previous.id} "
             f"is still {previous.status}"
         )
+        schedule.last_skip_reason = None
         log.warning("exports.schedule_skipped", extra={"project_id": str(project_id), "slot": iso(slot)})
         return None
     since = None
     if schedule.incremental and previous is not None:
         # A failed export leaves the chain where it was: continue from the base it had.
         since = previous.id if previous.status == ExportStatus.SUCCEEDED else previous.since_export_id
+    base = session.get(ExportRun, since) if since is not None else None
     request = ExportRequest.model_validate(schedule.request | {"snapshot_at": slot, "since": since})
+    if base is not None and (base.style, base.filters or {}, base.include_partial) != (
+        request.style,
+        request.filters.normalised(),
+        request.include_partial,
+    ):
+        # The schedule now asks for other rows than its chain holds: a new chain starts with a full export.
+        base, request = None, request.model_copy(update={"since": None})
+    if base is not None and exports.unchanged_since(session, project, base, slot):
+        schedule.last_error = None
+        schedule.last_skip_reason = (
+            f"slot {iso(slot)} skipped: nothing changed since export {base.id} "
+            f"(snapshot {iso(base.snapshot_at)})"
+        )
+        log.info("exports.schedule_nothing_new", extra={"project_id": str(project_id), "slot": iso(slot)})
+        return None
     try:
         run = exports.create(session, SCHEDULER, project, request, now=now)
     except DomainError as exc:
         schedule.last_error = f"slot {iso(slot)}: {exc.detail or exc.title}"
+        schedule.last_skip_reason = None
         log.warning("exports.schedule_refused", extra={"project_id": str(project_id), "error": exc.detail})
         return None
-    schedule.last_export_id, schedule.last_error = run.id, None
+    schedule.last_export_id, schedule.last_error, schedule.last_skip_reason = run.id, None, None
     session.flush()
     return run.id

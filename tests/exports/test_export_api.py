@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("recorded_tasks")
 
 def seed(db: Any) -> str:
     with db.session() as s:
-        project = make_project(s, annotations_per_pair=2)
+        project = make_project(s, annotations_per_pair=1)
         pairs = make_pairs(s, project, 4)
         for n, pair in enumerate(pairs[:3]):
             label(s, pair, "ann1", "a" if n % 2 else "b", at(n + 1))
@@ -38,6 +38,7 @@ def test_create_defaults_and_read(client: Any, db: Any) -> None:
     assert meta["status"] == "succeeded", meta["error"]
     assert (meta["format"], meta["style"], meta["compression"]) == ("jsonl", "standard", "none")
     assert meta["since"] is None
+    assert meta["include_partial"] is False
     assert meta["attempts"] == 1
     assert meta["filters"] == {
         "min_agreement": None,

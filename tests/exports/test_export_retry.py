@@ -78,7 +78,7 @@ class TestOnTheEmbeddedRunner:
         calls = storage_fails(TimeoutError("storage timed out"), times=1)
         run = finished(db, queue_export(client, seed(db)))
         assert (run.status, run.attempts, run.error, run.rows) == (ExportStatus.SUCCEEDED, 2, None, 3)
-        assert calls == ["data.jsonl", "data.jsonl", "manifest.json"]
+        assert calls == ["data.jsonl", "data.jsonl", "state.npy", "manifest.json"]
 
     def test_a_transient_error_on_every_attempt_fails_after_the_last(
         self, db: Any, client: Any, storage_fails: Any, fast_retries: Any
@@ -112,7 +112,7 @@ class TestOnCelery:
         with db.session() as s:
             run = s.get_one(ExportRun, uuid.UUID(export_id))
         assert (run.status, run.attempts, run.error) == (ExportStatus.SUCCEEDED, 2, None)
-        assert calls == ["data.jsonl", "data.jsonl", "manifest.json"]
+        assert calls == ["data.jsonl", "data.jsonl", "state.npy", "manifest.json"]
 
     def test_the_celery_task_gives_up_after_its_max_retries(
         self, db: Any, client: Any, recorded_tasks: Any, storage_fails: Any

@@ -57,10 +57,24 @@ def seed_world(db: Any) -> dict[str, Any]:
         return {"project": project.id, "pairs": [x.id for x in p]}
 
 
-def test_winners_rows_and_exclusions(db: Any) -> None:
+def test_only_completed_pairs_by_default(db: Any) -> None:
+    """annotations_per_pair is 3: p2–p5 have fewer labels and no verdict; p6 and p7 have a verdict."""
     world = seed_world(db)
     pairs = world["pairs"]
     run = run_export(db, world["project"], snapshot_at=at(60))
+    assert [r["pair_id"] for r in lines(run)] == sorted(str(pairs[i]) for i in (0, 1, 6))
+    assert all(r["completed"] for r in lines(run))
+    counts = manifest(run)["counts"]
+    assert counts["excluded"] == {**dict.fromkeys(REASONS, 0), "gold": 1, "partial": 4, "tie": 1}
+    assert counts["partial_rows"] == 0
+    assert manifest(run)["request"]["include_partial"] is False
+    assert manifest(run)["annotations_per_pair"] == 3
+
+
+def test_winners_rows_and_exclusions(db: Any) -> None:
+    world = seed_world(db)
+    pairs = world["pairs"]
+    run = run_export(db, world["project"], snapshot_at=at(60), include_partial=True)
     assert run.status == ExportStatus.SUCCEEDED, run.error
     rows = lines(run)
     assert [r["pair_id"] for r in rows] == sorted(str(pairs[i]) for i in (0, 1, 5, 6))
@@ -73,7 +87,9 @@ def test_winners_rows_and_exclusions(db: Any) -> None:
     assert two_one["agreement"] == pytest.approx(2 / 3)
     assert (two_one["label_smoothing"], two_one["weight"]) == (0.333333, 0.333333)
     assert single["agreement"] is None
-    assert (single["label_smoothing"], single["weight"]) == (0.0, 1.0)
+    # One of three labels: no disagreement seen (epsilon 0), a third of the evidence wanted (weight 1/3).
+    assert (single["completed"], single["label_smoothing"], single["weight"]) == (False, 0.0, 0.333333)
+    assert unanimous["completed"] is True
     assert reviewed["reviewed"] is True
     assert reviewed["agreement"] == 0.0
     assert (reviewed["label_smoothing"], reviewed["weight"]) == (0.0, 1.0)
@@ -95,12 +111,13 @@ def test_winners_rows_and_exclusions(db: Any) -> None:
     assert counts["labels"] == {"a": 9, "b": 4, "tie": 2, "both_bad": 1}  # gold pair's label left out
     assert counts["labels_exported"] == {"a": 7, "b": 2, "tie": 0, "both_bad": 0}
     assert counts["reviewed_rows"] == 1
+    assert counts["partial_rows"] == 1
 
 
 def test_the_snapshot_sees_only_labels_and_reviews_made_by_then(db: Any) -> None:
     world = seed_world(db)
     pairs = world["pairs"]
-    early = run_export(db, world["project"], snapshot_at=at(2.5))
+    early = run_export(db, world["project"], snapshot_at=at(2.5), include_partial=True)
     ids = [r["pair_id"] for r in lines(early)]
     # At 2.5: p0 has 2 a's, p1 2 b's, p6 2 a's and no review yet (the verdict came at minute 3).
     assert ids == sorted(str(pairs[i]) for i in (0, 1, 6))
@@ -181,39 +198,6 @@ def test_ds_posterior_is_recomputed_from_the_snapshot_not_read_from_live_columns
     )
 
 
-def test_incremental_export_holds_only_pairs_completed_since(db: Any) -> None:
-    with db.session() as s:
-        project = make_project(s, annotations_per_pair=2)
-        p = make_pairs(s, project, 5)
-        label(s, p[0], "ann1", "a", at(1))
-        label(s, p[1], "ann1", "b", at(2))
-        label(s, p[2], "ann1", "a", at(3))
-        pid, ids = project.id, [x.id for x in p]
-    first = run_export(db, pid, snapshot_at=at(5))
-    assert first.rows == 3
-    with db.session() as s:
-        p = {x.id: x for x in s.scalars(select(Pair).where(Pair.project_id == pid))}
-        label(s, p[ids[3]], "ann1", "b", at(6))  # new pair
-        label(s, p[ids[1]], "ann2", "b", at(7))  # an old pair gets its second label: completed again
-        label(s, p[ids[4]], "ann1", "a", at(30))  # after the second snapshot
-    second = run_export(db, pid, snapshot_at=at(10), since=first.id)
-    assert second.since_export_id == first.id
-    assert second.since_snapshot_at == first.snapshot_at
-    rows = lines(second)
-    assert [r["pair_id"] for r in rows] == sorted(str(ids[i]) for i in (1, 3))
-    assert next(r for r in rows if r["pair_id"] == str(ids[1]))["num_labels"] == 2
-    m = manifest(second)
-    assert m["request"]["since"] == str(first.id)
-    assert m["since_snapshot_at"] == "2026-01-01T00:05:00.000000Z"
-    assert m["counts"]["pairs_considered"] == 2
-    # A full export of the same snapshot has the union, with the same rows for the new pairs.
-    full = run_export(db, pid, snapshot_at=at(10))
-    full_rows = {r["pair_id"]: r for r in lines(full)}
-    assert set(full_rows) == {str(ids[i]) for i in (0, 1, 2, 3)}
-    for row in rows:
-        assert full_rows[row["pair_id"]] == row
-
-
 def test_since_and_snapshot_are_validated(db: Any) -> None:
     with db.session() as s:
         project = make_project(s)
@@ -243,12 +227,13 @@ def test_filters(db: Any) -> None:
     pairs = world["pairs"]
     pid = world["project"]
 
-    def kept(**filters: Any) -> tuple[list[int], dict[str, int]]:
-        run = run_export(db, pid, snapshot_at=at(60), filters=filters)
+    def kept(include_partial: bool = True, **filters: Any) -> tuple[list[int], dict[str, int]]:
+        run = run_export(db, pid, snapshot_at=at(60), filters=filters, include_partial=include_partial)
         index = {str(x): n for n, x in enumerate(pairs)}
         return sorted(index[r["pair_id"]] for r in lines(run)), manifest(run)["counts"]["excluded"]
 
     assert kept()[0] == [0, 1, 5, 6]
+    assert kept(include_partial=False)[0] == [0, 1, 6]
     ids, excluded = kept(min_agreement=0.7)
     assert ids == [0, 6]  # p1 has 2/3; p5 one label (unknown agreement); p6 reviewed passes
     assert excluded["below_min_agreement"] == 2
@@ -266,7 +251,7 @@ def test_filters(db: Any) -> None:
     assert 6 in ids
     assert excluded["below_min_posterior"] == 4 - len(ids)
     for filters in ({"min_agreement": 0.7}, {"reviewed": "only"}, {"min_posterior": 1.0}):
-        run = run_export(db, pid, snapshot_at=at(60), filters=filters)
+        run = run_export(db, pid, snapshot_at=at(60), filters=filters, include_partial=True)
         counts = manifest(run)["counts"]
         assert counts["pairs_considered"] == counts["rows"] + sum(counts["excluded"].values())
         assert manifest(run)["request"]["filters"] == {
@@ -292,7 +277,14 @@ def test_a_project_without_labels_exports_an_empty_file(db: Any) -> None:
 
 def test_manifest_names_every_file_with_its_sha256(db: Any) -> None:
     world = seed_world(db)
-    run = run_export(db, world["project"], format="parquet", style="conversational", snapshot_at=at(60))
+    run = run_export(
+        db,
+        world["project"],
+        format="parquet",
+        style="conversational",
+        snapshot_at=at(60),
+        include_partial=True,
+    )
     m = manifest(run)
     Manifest.model_validate(m)
     assert m["schema_version"] == service.SCHEMA_VERSION

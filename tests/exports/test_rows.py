@@ -1,70 +1,79 @@
-"""The winner rule, agreement and the suggested label smoothing, without a database."""
+"""Export rows from a pair's outcome, without a database (the outcome rule itself: tests/labels)."""
 
 from __future__ import annotations
 
-import math
+import uuid
 
 import pytest
 
-from app.exports.rows import A, B, Side, agreement, build_row, conversation, decide, smoothing_and_weight
+from app.exports.rows import Side, build_row, columns, conversation, digest, prompt_text
+from app.labels.outcome import decide
+
+SIDE_A, SIDE_B = Side("r1", "m1", "first"), Side("r2", "m2", "second")
 
 
-class TestDecide:
+def row(counts: tuple[int, int, int, int], verdict: str | None = None, style: str = "standard") -> dict:
+    return build_row(
+        style=style,
+        pair_id=uuid.UUID(int=1),
+        prompt="Q",
+        prompt_external_id="p1",
+        side_a=SIDE_A,
+        side_b=SIDE_B,
+        similarity=0.5,
+        strategy="dissimilar",
+        decided=decide(counts, verdict, wanted=2),
+        ds_posterior=None,
+        completed_at="2026-01-01T00:00:00.000000Z",
+    )
+
+
+class TestBuildRow:
+    def test_the_winner_is_chosen(self) -> None:
+        assert (row((2, 0, 0, 0))["chosen"], row((2, 0, 0, 0))["rejected"]) == ("first", "second")
+        assert (row((0, 2, 0, 0))["chosen"], row((1, 2, 0, 0))["rejected"]) == ("second", "first")
+        assert row((2, 0, 0, 0), verdict="b")["chosen"] == "second"
+
+    def test_columns_in_order(self) -> None:
+        assert list(row((2, 0, 0, 0))) == columns()
+
+    def test_outcome_columns(self) -> None:
+        complete = row((2, 1, 0, 0))
+        assert (complete["num_labels"], complete["completed"]) == (3, True)
+        assert complete["agreement"] == pytest.approx(2 / 3)
+        partial = row((1, 0, 0, 0))
+        assert (partial["completed"], partial["agreement"], partial["weight"]) == (False, None, 0.5)
+
+    @pytest.mark.parametrize("counts", [(1, 1, 0, 0), (0, 0, 2, 0), (0, 0, 0, 1)])
+    def test_a_pair_no_response_won_is_no_row(self, counts: tuple[int, int, int, int]) -> None:
+        with pytest.raises(ValueError, match="not a row"):
+            row(counts)
+
+    def test_conversational_row(self) -> None:
+        made = row((0, 1, 0, 0), style="conversational")
+        assert made["prompt"] == [{"role": "user", "content": "Q"}]
+        assert made["chosen"] == [{"role": "assistant", "content": "second"}]
+        assert made["rejected"] == [{"role": "assistant", "content": "first"}]
+        assert (made["chosen_response_external_id"], made["rejected_model"]) == ("r2", "m1")
+
+
+class TestDigest:
+    def test_same_outcome_same_digest(self) -> None:
+        when = "2026-01-01T00:00:00.000000Z"
+        assert digest(decide((2, 0, 0, 0), None, 2), when) == digest(decide((2, 0, 0, 0), None, 2), when)
+
     @pytest.mark.parametrize(
-        ("counts", "expected"),
+        ("other", "when"),
         [
-            ((1, 0, 0, 0), (A, None)),
-            ((0, 1, 0, 0), (B, None)),
-            ((2, 1, 0, 0), (A, None)),
-            ((1, 2, 0, 0), (B, None)),
-            ((1, 1, 0, 0), (None, "tied_majority")),
-            ((2, 2, 1, 0), (None, "tied_majority")),
-            ((2, 0, 1, 1), (None, "tied_majority")),  # abstentions match the leader
-            ((1, 0, 1, 0), (None, "tied_majority")),
-            ((0, 0, 1, 0), (None, "tie")),
-            ((1, 0, 2, 0), (None, "tie")),
-            ((0, 0, 0, 1), (None, "both_bad")),
-            ((0, 1, 0, 2), (None, "both_bad")),
-            ((0, 0, 1, 1), (None, "tied_majority")),
+            (decide((2, 0, 0, 0), "b", 2), "t"),  # another winner
+            (decide((3, 0, 0, 0), None, 2), "t"),  # another label count
+            (decide((2, 0, 0, 0), "a", 2), "t"),  # reviewed now
+            (decide((2, 0, 0, 0), None, 3), "t"),  # no longer complete (more labels wanted)
+            (decide((2, 0, 0, 0), None, 2), "u"),  # another completing label
         ],
     )
-    def test_labels_alone(
-        self, counts: tuple[int, int, int, int], expected: tuple[int | None, str | None]
-    ) -> None:
-        assert decide(counts, None) == expected
-
-    def test_a_verdict_overrides_the_labels(self) -> None:
-        assert decide((3, 0, 0, 0), "b") == (B, None)
-        assert decide((1, 1, 0, 0), "a") == (A, None)
-        assert decide((3, 0, 0, 0), "tie") == (None, "tie")
-        assert decide((3, 0, 0, 0), "both_bad") == (None, "both_bad")
-
-
-class TestAgreementAndSmoothing:
-    def test_one_label_has_no_agreement_not_nan(self) -> None:
-        assert agreement((1, 0, 0, 0), A) is None
-        assert smoothing_and_weight(None, reviewed=False) == (0.0, 1.0)
-
-    def test_share_of_labels_with_the_winner(self) -> None:
-        assert agreement((2, 1, 0, 0), A) == pytest.approx(2 / 3)
-        assert agreement((3, 0, 1, 0), A) == 0.75
-        assert agreement((2, 0, 0, 0), A) == 1.0
-
-    @pytest.mark.parametrize(
-        ("share", "epsilon", "weight"),
-        [(1.0, 0.0, 1.0), (0.75, 0.25, 0.5), (2 / 3, 0.333333, 0.333333), (0.5, 0.5, 0.0), (0.2, 0.5, 0.0)],
-    )
-    def test_cdpo_epsilon_is_one_minus_agreement_clipped(
-        self, share: float, epsilon: float, weight: float
-    ) -> None:
-        assert smoothing_and_weight(share, reviewed=False) == (epsilon, weight)
-
-    def test_a_reviewed_pair_is_taken_as_correct(self) -> None:
-        assert smoothing_and_weight(0.25, reviewed=True) == (0.0, 1.0)
-
-    def test_never_nan(self) -> None:
-        for share in (None, 0.0, 0.5, 1.0):
-            assert not any(math.isnan(v) for v in smoothing_and_weight(share, reviewed=False))
+    def test_any_change_of_outcome_changes_it(self, other: object, when: str) -> None:
+        assert digest(decide((2, 0, 0, 0), None, 2), "t") != digest(other, when)  # type: ignore[arg-type]
 
 
 class TestConversation:
@@ -80,23 +89,8 @@ class TestConversation:
         ]
         assert conversation(turns) == turns
 
-    def test_conversational_row(self) -> None:
-        row = build_row(
-            style="conversational",
-            pair_id=__import__("uuid").UUID(int=1),
-            prompt="Q",
-            prompt_external_id="p1",
-            chosen=Side("r1", "m1", "yes"),
-            rejected=Side("r2", "m2", "no"),
-            similarity=0.5,
-            strategy="dissimilar",
-            num_labels=1,
-            share=None,
-            ds_posterior=None,
-            reviewed=False,
-            completed_at="2026-01-01T00:00:00.000000Z",
-        )
-        assert row["prompt"] == [{"role": "user", "content": "Q"}]
-        assert row["chosen"] == [{"role": "assistant", "content": "yes"}]
-        assert row["rejected"] == [{"role": "assistant", "content": "no"}]
-        assert (row["chosen_response_external_id"], row["rejected_model"]) == ("r1", "m2")
+
+class TestPromptText:
+    def test_messages_become_a_transcript(self) -> None:
+        text = prompt_text([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}])
+        assert text == "User: Hi\n\nAssistant: Hello"

@@ -256,8 +256,35 @@ class TestIncremental:
 
         exports.run_export(fourth)
         assert export_row(db, fourth).rows == 1  # pairs[3] only
-        fifth = schedule_tasks.run_schedules(now=T0 + 6 * HOUR)[0]
+
+        # Nothing changed since the fourth: the slot records why it made no export, not a 0-row export.
+        assert schedule_tasks.run_schedules(now=T0 + 6 * HOUR) == []
+        view = schedule_of(client, pid)
+        assert view["last_error"] is None
+        assert f"nothing changed since export {fourth}" in view["last_skip_reason"]
+        assert parse(view["last_run_at"]) == T0 + 6 * HOUR
+        assert view["last_export_id"] == fourth
+        assert count_exports(db) == 4
+
+        with db.session() as s:
+            label(s, s.merge(pairs[0]), "ann2", "a", at(400))  # a second label: the row changes
+        fifth = schedule_tasks.run_schedules(now=T0 + 7 * HOUR)[0]
         assert str(export_row(db, fifth).since_export_id) == fourth
+        view = schedule_of(client, pid)
+        assert (view["last_error"], view["last_skip_reason"]) == (None, None)
+        exports.run_export(fifth)
+        assert export_row(db, fifth).rows == 1
+        assert export_row(db, fifth).manifest["replaced"] == [str(pairs[0].id)]
+
+    def test_a_changed_request_starts_a_new_chain(self, client: Any, db: Any) -> None:
+        pid, _ = seed(db)
+        assert put(client, pid, {"every_seconds": 3600, "incremental": True}, T0).status_code == 200
+        first = schedule_tasks.run_schedules(now=T0 + HOUR)[0]
+        exports.run_export(first)
+        body = {"every_seconds": 3600, "incremental": True, "filters": {"min_agreement": 0.5}}
+        assert put(client, pid, body, T0 + HOUR).status_code == 200
+        second = schedule_tasks.run_schedules(now=T0 + 2 * HOUR)[0]
+        assert export_row(db, second).since_export_id is None  # rows chosen otherwise: a full export
         assert schedule_of(client, pid)["last_error"] is None
 
     def test_not_incremental_exports_everything(self, client: Any, db: Any) -> None:

@@ -176,8 +176,8 @@ def test_a_run_that_lost_its_lease_mid_write_stops_quietly(
     original = snapshot.export_rows
     stolen: list[str] = []
 
-    def slow_rows(session: Any, run: Any, *args: Any) -> Any:
-        for n, row in enumerate(original(session, run, *args)):
+    def slow_rows(session: Any, run: Any, *args: Any, **kwargs: Any) -> Any:
+        for n, row in enumerate(original(session, run, *args, **kwargs)):
             if n == 1 and not stolen:
                 stolen.extend(requeue_stale(db))
             yield row

@@ -35,7 +35,8 @@ COMBOS = list(itertools.product(("jsonl", "parquet"), ("standard", "conversation
 
 
 def seed(db: Any) -> Any:
-    """Six pairs with a winner; the first has one label (agreement null) and a multi-turn prompt."""
+    """Six pairs with a winner; the first has one label of three (agreement null, exported with
+    include_partial) and a multi-turn prompt."""
     with db.session() as s:
         project = make_project(s, annotations_per_pair=3)
         pairs = make_pairs(s, project, 6)
@@ -79,7 +80,15 @@ def test_every_format_loads_with_datasets_and_passes_trl_format_checks(
     pid = seed(db)
     loaded: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for fmt, style, compression in COMBOS:
-        run = run_export(db, pid, format=fmt, style=style, compression=compression, snapshot_at=at(60))
+        run = run_export(
+            db,
+            pid,
+            format=fmt,
+            style=style,
+            compression=compression,
+            snapshot_at=at(60),
+            include_partial=True,
+        )
         assert run.rows == 6, run.error
         path = data_path(run)
         expected_name = {"jsonl": "data.jsonl", "parquet": "data.parquet"}[fmt]
@@ -102,7 +111,9 @@ def test_every_format_loads_with_datasets_and_passes_trl_format_checks(
             assert isinstance(example["reviewed"], bool)
         multi_turn = next(e for e in examples if e["prompt_external_id"] == "factory-0")
         assert multi_turn["agreement"] is None  # null, not NaN, in every format
-        assert (multi_turn["label_smoothing"], multi_turn["weight"]) == (0.0, 1.0)
+        # One of the three labels wanted: no disagreement seen, a third of the evidence.
+        assert (multi_turn["label_smoothing"], multi_turn["weight"]) == (0.0, 0.333333)
+        assert multi_turn["completed"] is False
         if style == "conversational":
             assert multi_turn["prompt"] == TURNS  # turns kept as turns
         else:
@@ -120,7 +131,7 @@ def test_trl_dpo_trainer_trains_on_the_exports(db: Any, tmp_path: Path, tokenize
 
     pid = seed(db)
     for fmt, style, compression in (("jsonl", "standard", "gzip"), ("parquet", "conversational", "none")):
-        run = run_export(db, pid, format=fmt, style=style, compression=compression)
+        run = run_export(db, pid, format=fmt, style=style, compression=compression, include_partial=True)
         dataset = load(data_path(run), fmt, tmp_path / "hf-cache")
         trainer = DPOTrainer(
             model=AutoModelForCausalLM.from_pretrained(tokenizer.model_folder),
@@ -165,6 +176,7 @@ def documented_features(style: str) -> Any:
             "similarity": number,
             "strategy": string,
             "num_labels": Value("int64"),
+            "completed": Value("bool"),
             "agreement": number,
             "ds_posterior": number,
             "reviewed": Value("bool"),
@@ -196,7 +208,7 @@ def test_jsonl_whose_first_rows_are_null_loads_with_the_documented_features(
                 for response in s.scalars(select(Response).where(Response.prompt_id == pair.prompt_id)):
                     response.external_id = f"resp-{response.id}"
         pid = project.id
-    run = run_export(db, pid, style=style, snapshot_at=at(60))
+    run = run_export(db, pid, style=style, snapshot_at=at(60), include_partial=True)
     dataset = load_dataset(
         "json",
         data_files=str(data_path(run)),
