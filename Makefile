@@ -37,9 +37,11 @@ fuzz: install-test
 	@$(BIN)/python -m tests.preflight
 	REAL_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest tests/contract $(PYTEST_ARGS)
 
+# ruff, and mypy strict over app/ and real_align/ ([tool.mypy] in pyproject.toml); .ci/run runs it too.
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 fmt: install-test
 	$(BIN)/ruff format .

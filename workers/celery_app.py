@@ -32,7 +32,7 @@ celery_app.conf.update(
 )
 
 
-@worker_process_init.connect
+@worker_process_init.connect  # type: ignore[untyped-decorator]  # celery has no type information
 def _after_fork(**_kwargs: Any) -> None:
     # Pooled connections must not cross fork(); each child opens its own.
     from app.db.session import reset_database

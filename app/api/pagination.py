@@ -11,7 +11,7 @@ import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar, TypeVarTuple
+from typing import Annotated, Any, Generic, TypeVar, TypeVarTuple, cast
 
 from fastapi import Query
 from pydantic import BaseModel
@@ -115,7 +115,7 @@ def paginate_rows(
 ) -> PageRows[Row[*Ts]]:
     """One page of a multi-column query whose first column is the entity that `id_column` belongs to."""
     found = list(session.execute(_window(query, id_column, cursor, limit, descending)).all())
-    return _cut(found, limit, lambda row: _id(row[0], id_column))
+    return _cut(found, limit, lambda row: _id(cast(Any, row)[0], id_column))
 
 
 def _id(entity: Any, id_column: QueryableAttribute[uuid.UUID]) -> uuid.UUID:

@@ -146,7 +146,7 @@ class CausalLMEmbedder:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # a worker's log is no terminal
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a worker's log is no terminal
         settings = get_settings()
         torch.set_num_threads(settings.embedding_threads)
         path = resolve_model_path(name)

@@ -51,7 +51,7 @@ def _read(run: ExportRun) -> ExportRead:
         since_snapshot_at=run.since_snapshot_at,
         include_partial=bool(run.include_partial),
         filters=run.filters or {},
-        status=run.status,
+        status=ExportStatus(run.status),
         snapshot_at=run.snapshot_at,
         rows=run.rows,
         sha256=run.sha256,

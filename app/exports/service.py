@@ -327,9 +327,9 @@ def previous_state(session: Session, run: ExportRun) -> snapshot.State | None:
     if run.since_export_id is None:
         return None
     since = session.get(ExportRun, run.since_export_id)
-    if since is None or since.location is None or not (since.manifest or {}).get("state"):
+    entry = (since.manifest or {}).get("state") if since is not None else None
+    if since is None or since.location is None or not entry:
         raise RuntimeError(f"export {run.since_export_id}, which this one continues, is gone or has no state")
-    entry = since.manifest["state"]
     blob = storage.read_bytes(since.location, entry["name"])
     if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
         raise RuntimeError(f"the state file of export {since.id} does not match its manifest")

@@ -80,7 +80,7 @@ class Writer(Protocol):
 class JsonlWriter:
     def __init__(self, sink: HashingSink, compression: str) -> None:
         self._gzip = (
-            gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=sink, mtime=0)  # type: ignore[arg-type]
+            gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=sink, mtime=0)
             if compression == "gzip"
             else None
         )

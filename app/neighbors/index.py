@@ -64,7 +64,8 @@ def normalise(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """Rows scaled to unit length (zero rows stay zero), as float32."""
     matrix = np.ascontiguousarray(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+    unit: npt.NDArray[np.float32] = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+    return unit
 
 
 def _top_k(

@@ -163,6 +163,7 @@ def prompts_per_text(session: Session, project_id: uuid.UUID) -> dict[str, int]:
             .where(Prompt.project_id == project_id, Prompt.text_sha256.is_not(None))
             .group_by(Prompt.text_sha256)
         )
+        if sha is not None
     }
 
 
@@ -179,7 +180,8 @@ def prompts_with_texts(
             .where(Prompt.project_id == project_id, Prompt.text_sha256.in_(chunk))
             .order_by(Prompt.external_id)
         ):
-            out.setdefault(sha, []).append(PromptRef(prompt_id, external_id))
+            if sha is not None:
+                out.setdefault(sha, []).append(PromptRef(prompt_id, external_id))
     return out
 
 

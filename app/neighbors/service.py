@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from math import comb
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -361,7 +362,15 @@ def _label_pairs(links: NearDuplicates) -> list[tuple[int, int]]:
     ]
 
 
-def _prompt_figures(session: Session, project: Project, links: NearDuplicates) -> dict[str, object]:
+class _PromptFigures(TypedDict):
+    prompts_with_near_duplicates: int
+    near_duplicate_prompt_pairs: int
+    exact_duplicate_prompt_pairs: int
+    prompt_group_count: int
+    prompt_groups: list[PromptGroup]
+
+
+def _prompt_figures(session: Session, project: Project, links: NearDuplicates) -> _PromptFigures:
     """Prompts with near-duplicates, prompt pairs, and the largest groups joined by near-duplicate links.
 
     Identical prompt texts share one indexed text, so they are near-duplicates of each other (cosine 1).

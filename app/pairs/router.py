@@ -13,7 +13,7 @@ from app.labels.outcome import Outcome
 from app.labels.schemas import OutcomeRead
 from app.pairs import repository
 from app.pairs.models import Pair, PairStatus
-from app.pairs.schemas import PairRead, PairResponse
+from app.pairs.schemas import PairRead, PairResponse, RedundantWith
 from app.projects.deps import ProjectDep
 from app.prompts.models import Response
 
@@ -35,7 +35,7 @@ def _read(row: Row[Pair, str, Response, Response], decided: Outcome) -> PairRead
         status=PairStatus(pair.status),
         labels=pair.labels_count,
         created_at=pair.created_at,
-        redundant_with=pair.redundant_with,
+        redundant_with=RedundantWith.model_validate(pair.redundant_with) if pair.redundant_with else None,
         outcome=OutcomeRead.of(decided),
     )
 

@@ -22,6 +22,7 @@ from app.jobs.models import Job, JobKind
 from app.labels import repository as labels
 from app.labels.schemas import OutcomeRead
 from app.pairs.models import Pair
+from app.pairs.schemas import RedundantWith
 from app.projects.models import Project
 from app.prompts.models import Prompt, PromptStatus, Response
 from app.prompts.schemas import (
@@ -204,7 +205,7 @@ def read_prompt(session: Session, project: Project, prompt: Prompt) -> PromptRea
                 priority=p.priority,
                 status=p.status,
                 labels=p.labels_count,
-                redundant_with=p.redundant_with,
+                redundant_with=RedundantWith.model_validate(p.redundant_with) if p.redundant_with else None,
                 outcome=OutcomeRead.of(decided[p.id]),
             )
             for p in pairs

@@ -213,6 +213,6 @@ def _e_step(priors: FloatArray, confusion: FloatArray, encoded: _Encoded, n_item
     for k in range(n_categories):
         log_post[:, k] += np.bincount(encoded.item, weights=per_label[:, k], minlength=n_items)
     log_post -= log_post.max(axis=1, keepdims=True)
-    post = np.exp(log_post)
+    post: npt.NDArray[np.float64] = np.exp(log_post)
     post /= post.sum(axis=1, keepdims=True)
     return post

@@ -142,13 +142,15 @@ def annotators(project: ProjectDep, session: SessionDep) -> Any:
 def review_queue(project: ReviewProjectDep, session: SessionDep) -> Any:
     """Pairs whose labels disagree (undecided, or agreement under the threshold), least agreed first."""
     return [
-        ReviewItem(
-            pair_id=p.id,
-            labels=p.labels_count,
-            agreement=p.agreement,
-            outcome=p.outcome,
-            ds_choice=p.ds_choice,
-            ds_posterior=p.ds_posterior,
+        ReviewItem.model_validate(
+            {
+                "pair_id": p.id,
+                "labels": p.labels_count,
+                "agreement": p.agreement,
+                "outcome": p.outcome,
+                "ds_choice": p.ds_choice,
+                "ds_posterior": p.ds_posterior,
+            }
         )
         for p in service.review_queue(session, project)
     ]

@@ -111,7 +111,7 @@ def _check_caller(client: str, found: CallerOutcome, missing: str) -> None:
         with guard.counting_auth_failures(client):
             raise Unauthorized(_AUTH_REFUSALS[outcome])
     if outcome == "forbidden_role":
-        raise Forbidden(f"the {Role(found.role).value} role may not do this")
+        raise Forbidden(f"the {Role(found.role or '').value} role may not do this")
     if outcome in ("no_project", "no_assignment"):
         raise NotFound(missing)
 

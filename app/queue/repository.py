@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Connection,
     and_,
     bindparam,
@@ -62,8 +63,8 @@ def _held_live() -> tuple[Any, ...]:
 
 
 def _candidate(*, released_only: bool) -> Any:
-    annotator = bindparam("b_annotator")
-    project_id = bindparam("b_project")
+    annotator: BindParameter[str] = bindparam("b_annotator")
+    project_id: BindParameter[uuid.UUID] = bindparam("b_project")
     already_has_pair = exists().where(
         Assignment.pair_id == PairSlot.pair_id,
         Assignment.annotator == annotator,
@@ -405,7 +406,7 @@ def add_leased_slot(
     slot = PairSlot(
         project_id=project_id,
         pair_id=pair_id,
-        slot=int(number) + 1,
+        slot=int(number if number is not None else -1) + 1,
         priority=priority or 0.0,
         lease_assignment_id=assignment_id,
         lease_owner=annotator,

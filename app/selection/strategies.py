@@ -81,7 +81,8 @@ def normalize(vectors: FloatArray) -> npt.NDArray[np.float64]:
     """Rows (last axis) scaled to unit L2 norm (zero rows stay zero)."""
     v = np.asarray(vectors, dtype=np.float64)
     norms = np.linalg.norm(v, axis=-1, keepdims=True)
-    return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+    unit: npt.NDArray[np.float64] = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+    return unit
 
 
 def cosine_matrix(vectors: FloatArray) -> npt.NDArray[np.float64]:
@@ -97,7 +98,8 @@ def uniform_hash(seeds: npt.NDArray[np.uint64], counters: npt.NDArray[np.uint64]
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    draws: npt.NDArray[np.float64] = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return draws
 
 
 def similarities(vectors: FloatArray, mask: BoolArray) -> npt.NDArray[np.float64]:
@@ -202,7 +204,8 @@ def _lloyd_block(gram: FloatArray, mask: BoolArray) -> BoolArray:
         counts = w.sum(axis=3, keepdims=True)  # (P, S, 2, 1)
         xc = (w.reshape(p_count, k * 2, k) @ gram).reshape(p_count, k, 2, k) / counts  # mean_j G_ij
         cc = (xc * w).sum(axis=3, keepdims=True) / counts
-        return 1.0 - 2.0 * xc + cc  # (P, S, 2, k)
+        out: npt.NDArray[np.float64] = 1.0 - 2.0 * xc + cc  # (P, S, 2, k)
+        return out
 
     for _ in range(_MAX_LLOYD_ITERATIONS):
         dist = distances(weights)
@@ -222,7 +225,8 @@ def _lloyd_block(gram: FloatArray, mask: BoolArray) -> BoolArray:
     # The same orientation as the exact search: the first valid response is in the first cluster.
     first_valid = np.argmax(mask, axis=1)
     flip = second[np.arange(p_count), first_valid]
-    return np.where(flip[:, None], mask & ~second, second)
+    partition: BoolArray = np.where(flip[:, None], mask & ~second, second)
+    return partition
 
 
 def two_means_partition(gram: FloatArray, mask: BoolArray) -> BoolArray:
@@ -241,7 +245,8 @@ def two_means_partition(gram: FloatArray, mask: BoolArray) -> BoolArray:
 def _lowest_nearest(dist: npt.NDArray[np.float64]) -> IntArray:
     """Per row, the lowest index within _DISTANCE_TOLERANCE of the least distance."""
     least = dist.min(axis=1, keepdims=True)
-    return np.argmax(dist <= least + _DISTANCE_TOLERANCE, axis=1)
+    nearest: IntArray = np.argmax(dist <= least + _DISTANCE_TOLERANCE, axis=1)
+    return nearest
 
 
 def centroid_pairs(gram: FloatArray, mask: BoolArray) -> tuple[IntArray, IntArray]:
