@@ -133,3 +133,39 @@ def test_status(route: tuple[str, str], caller: str, client: Any, db: Any, recor
     assert response.status_code == expected[caller], response.text
     if response.status_code >= 400:
         assert response.headers["content-type"] == "application/problem+json"
+
+
+LANE_ROUTES = [
+    ("POST", "/v1/projects/{project_id}/queue/claim"),
+    ("POST", "/v1/assignments/{assignment_id}/label"),
+]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("route", LANE_ROUTES, ids=[f"{m} {p}" for m, p in LANE_ROUTES])
+def test_the_one_statement_lane_refuses_as_the_unit_of_work_path_does(
+    route: tuple[str, str],
+    caller: str,
+    client: Any,
+    db: Any,
+    recorded_tasks: list[Any],
+    override_settings: Any,
+) -> None:
+    """Claim and label take app/queue/fastlane.py's one statement for keys on Postgres; with it switched off
+    they take the unit-of-work path. Both answer every caller with the same status and problem code."""
+    from tests.conftest import truncate_all
+
+    answers = []
+    for lane in (True, False):
+        override_settings(queue_fastlane=lane)
+        world = build_world(db)
+        method, template = route
+        path = template.format(project_id=world.ids["project"], assignment_id=world.ids["assignment_a"])
+        key = world.keys[caller]
+        headers = {"Authorization": f"Bearer {key}"} if key else {"Authorization": ""}
+        response = client.request(method, path, json=MATRIX[route][0], headers=headers)
+        code = response.json().get("code") if response.status_code >= 400 else None
+        answers.append((response.status_code, code))
+        truncate_all(db)
+    assert answers[0] == answers[1]
+    assert answers[0][0] == MATRIX[route][1][caller]
