@@ -33,6 +33,7 @@ from app.db.session import Database
 from app.exports import rows as R
 from app.exports.models import ExportRun
 from app.labels import outcome
+from app.labels.repository import SIDE_COLUMNS
 from app.pairs.models import Pair, PairReview
 from app.projects.models import Project
 from app.prompts.models import Prompt, Response
@@ -178,14 +179,7 @@ class LabelStats:
 def label_stats(session: Session, project_id: uuid.UUID, snapshot_at: datetime, tick: Tick) -> LabelStats:
     """Pass 1: stream the snapshot's labels on non-gold pairs into compact per-pair arrays and fit DS."""
     query = (
-        select(
-            Label.pair_id,
-            Label.annotator,
-            Label.choice,
-            Label.shown_first_response_id,
-            Pair.response_a_id,
-            Label.labeled_at,
-        )
+        select(Label.pair_id, Label.annotator, *SIDE_COLUMNS, Label.labeled_at)
         .join(Pair, Pair.id == Label.pair_id)
         .where(Label.project_id == project_id, Label.labeled_at <= snapshot_at, Pair.gold_answer.is_(None))
         .order_by(Label.pair_id, Label.annotator, Label.id)

@@ -13,6 +13,9 @@ from app.labels import outcome
 from app.pairs.models import Pair
 from app.queue.models import Label
 
+# What outcome.pair_side reads of a label, in a query that joins its pair: (choice, shown first, response_a).
+SIDE_COLUMNS = (Label.choice, Label.shown_first_response_id, Pair.response_a_id)
+
 
 def counts_by_pair(
     session: Session, pair_ids: Sequence[uuid.UUID], as_of: datetime | None = None
@@ -21,7 +24,7 @@ def counts_by_pair(
     sides: dict[uuid.UUID, list[str]] = {}
     for start in range(0, len(pair_ids), 500):
         query = (
-            select(Label.pair_id, Label.choice, Label.shown_first_response_id, Pair.response_a_id)
+            select(Label.pair_id, *SIDE_COLUMNS)
             .join(Pair, Pair.id == Label.pair_id)
             .where(Label.pair_id.in_(pair_ids[start : start + 500]))
         )

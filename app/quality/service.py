@@ -31,6 +31,7 @@ from app.db.base import utcnow
 from app.errors import InvalidInput, NotFound
 from app.labels import outcome
 from app.labels import repository as label_repository
+from app.labels.repository import SIDE_COLUMNS
 from app.pairs.models import AnnotatorQuality, Pair, PairReview
 from app.projects.models import Project
 from app.quality import debounce, repository
@@ -63,15 +64,7 @@ class ProjectLabels:
 def load_labels(session: Session, project_id: uuid.UUID) -> ProjectLabels:
     """Every label of the project, split into ordinary and gold, with the labelled pairs' verdicts."""
     rows = session.execute(
-        select(
-            Label.pair_id,
-            Label.annotator,
-            Label.choice,
-            Label.shown_first_response_id,
-            Pair.response_a_id,
-            Pair.gold_answer,
-            Pair.review_verdict,
-        )
+        select(Label.pair_id, Label.annotator, *SIDE_COLUMNS, Pair.gold_answer, Pair.review_verdict)
         .join(Pair, Pair.id == Label.pair_id)
         .where(Label.project_id == project_id)
         .order_by(Label.pair_id, Label.annotator)

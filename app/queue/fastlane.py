@@ -66,7 +66,7 @@ def label_request(
     body: LabelRequest,
     now: datetime,
     idempotency_key: str | None,
-) -> tuple[service.StoredLabel, bool]:
+) -> tuple[repository.StoredLabel, bool]:
     """(label, created): the lane, or a unit of work; a new label asks for its project's aggregation."""
     raw = lane_key(credentials)
     if raw is not None:
@@ -145,7 +145,7 @@ def label(
     body: LabelRequest,
     now: datetime,
     idempotency_key: str | None,
-) -> tuple[service.StoredLabel, bool]:
+) -> tuple[repository.StoredLabel, bool]:
     """(label, created) for the key's principal's assignment."""
     fingerprint = service.request_fingerprint(assignment_id, body)
     params = service.label_params(assignment_id, body, now, idempotency_key, fingerprint)

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from app.db.types import UTCDateTime
+from app.labels import outcome
 from app.pairs.models import Pair, PairSlot, PairStatus
 from app.projects.models import Project, ProjectBudget
 from app.prompts.models import Prompt, PromptStatus, Response
@@ -477,10 +478,9 @@ def _claim_outcome(row: Any) -> ClaimOutcome:
 
 
 @dataclass(frozen=True)
-class LabelRow:
-    """A label real_queue_label stored ("created") or found again for a retry ("replayed")."""
+class StoredLabel:
+    """A label as the API answers it: the choice in screen terms, with the order it was shown in."""
 
-    created: bool
     id: uuid.UUID
     assignment_id: uuid.UUID
     project_id: uuid.UUID
@@ -492,6 +492,35 @@ class LabelRow:
     labeled_at: datetime
     confidence: int | None
     rationale: str | None
+
+    @property
+    def winner_response_id(self) -> uuid.UUID | None:
+        """The response the annotator chose (None for tie and both_bad)."""
+        return outcome.shown_winner(self.choice, self.shown_first_response_id, self.shown_second_response_id)
+
+    @classmethod
+    def of(cls, label: Label, shown_second_response_id: uuid.UUID) -> StoredLabel:
+        return cls(
+            id=label.id,
+            assignment_id=label.assignment_id,
+            project_id=label.project_id,
+            pair_id=label.pair_id,
+            annotator=label.annotator,
+            choice=label.choice,
+            shown_first_response_id=label.shown_first_response_id,
+            shown_second_response_id=shown_second_response_id,
+            labeled_at=label.labeled_at,
+            confidence=label.confidence,
+            rationale=label.rationale,
+        )
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """A label real_queue_label stored ("created") or found again for a retry ("replayed")."""
+
+    created: bool
+    label: StoredLabel
 
 
 @dataclass(frozen=True)
@@ -510,11 +539,12 @@ LabelOutcome = LabelRow | LabelRefused
 def _label_outcome(row: Any) -> LabelOutcome:
     if row.outcome not in ("created", "replayed"):
         return LabelRefused(row.outcome, row.detail, row.choice)
-    return LabelRow(
-        row.outcome == "created", row.label_id, row.assignment_id, row.project_id, row.pair_id,
-        row.annotator, row.choice, row.shown_first_response_id, row.shown_second_response_id,
-        row.labeled_at, row.confidence, row.rationale,
+    stored = StoredLabel(
+        row.label_id, row.assignment_id, row.project_id, row.pair_id, row.annotator, row.choice,
+        row.shown_first_response_id, row.shown_second_response_id, row.labeled_at, row.confidence,
+        row.rationale,
     )  # fmt: skip
+    return LabelRow(row.outcome == "created", stored)
 
 
 @dataclass(frozen=True)

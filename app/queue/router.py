@@ -16,6 +16,7 @@ from app.config import get_settings
 from app.quality import service as quality
 from app.queue import fastlane, service
 from app.queue.models import Assignment, Choice
+from app.queue.repository import StoredLabel
 from app.queue.schemas import (
     ClaimRead,
     ClaimRequest,
@@ -89,7 +90,7 @@ async def claim(
     return JSONResponse(read.model_dump(mode="json"))
 
 
-def _label_read(stored: service.StoredLabel) -> LabelRead:
+def _label_read(stored: StoredLabel) -> LabelRead:
     return LabelRead(
         id=stored.id,
         assignment_id=stored.assignment_id,

@@ -30,7 +30,6 @@ from app.errors import (
     RenewalLimit,
     UndoRefused,
 )
-from app.labels import outcome
 from app.projects.models import Project
 from app.queue import repository
 from app.queue.models import Assignment, AssignmentStatus, Label
@@ -41,6 +40,7 @@ from app.queue.repository import (
     LeaseCapReached,
     LeaseTaken,
     NothingClaimed,
+    StoredLabel,
 )
 from app.queue.schemas import LabelRequest
 
@@ -84,44 +84,6 @@ class Claimed:
     prompt: Any
     first: Shown
     second: Shown
-
-
-@dataclass(frozen=True)
-class StoredLabel:
-    """A label as the API answers it: the choice in screen terms, with the order it was shown in."""
-
-    id: uuid.UUID
-    assignment_id: uuid.UUID
-    project_id: uuid.UUID
-    pair_id: uuid.UUID
-    annotator: str
-    choice: str
-    shown_first_response_id: uuid.UUID
-    shown_second_response_id: uuid.UUID
-    labeled_at: datetime
-    confidence: int | None
-    rationale: str | None
-
-    @property
-    def winner_response_id(self) -> uuid.UUID | None:
-        """The response the annotator chose (None for tie and both_bad)."""
-        return outcome.shown_winner(self.choice, self.shown_first_response_id, self.shown_second_response_id)
-
-    @classmethod
-    def of(cls, label: Label, shown_second_response_id: uuid.UUID) -> StoredLabel:
-        return cls(
-            id=label.id,
-            assignment_id=label.assignment_id,
-            project_id=label.project_id,
-            pair_id=label.pair_id,
-            annotator=label.annotator,
-            choice=label.choice,
-            shown_first_response_id=label.shown_first_response_id,
-            shown_second_response_id=shown_second_response_id,
-            labeled_at=label.labeled_at,
-            confidence=label.confidence,
-            rationale=label.rationale,
-        )
 
 
 def claim(session: Session, project: Project, annotator: str, now: datetime) -> Claimed | str:
@@ -405,22 +367,12 @@ def label_or_refusal(found: LabelOutcome, assignment_id: uuid.UUID) -> tuple[Sto
         if found.reason == "idempotency_key_reused":
             raise IdempotencyKeyReused("send a new Idempotency-Key for a different label")
         raise AlreadyLabeled(f"this assignment was already labelled {found.choice!r}")
-    stored = StoredLabel(
-        id=found.id,
-        assignment_id=found.assignment_id,
-        project_id=found.project_id,
-        pair_id=found.pair_id,
-        annotator=found.annotator,
-        choice=found.choice,
-        shown_first_response_id=found.shown_first_response_id,
-        shown_second_response_id=found.shown_second_response_id,
-        labeled_at=found.labeled_at,
-        confidence=found.confidence,
-        rationale=found.rationale,
-    )
     if found.created:
-        log.info("queue.labeled", extra={"assignment_id": str(found.assignment_id), "choice": found.choice})
-    return stored, found.created
+        log.info(
+            "queue.labeled",
+            extra={"assignment_id": str(found.label.assignment_id), "choice": found.label.choice},
+        )
+    return found.label, found.created
 
 
 def _live(assignment: Assignment, now: datetime) -> None:
