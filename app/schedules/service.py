@@ -180,12 +180,13 @@ def run_due(
         since = previous.id if previous.status == ExportStatus.SUCCEEDED else previous.since_export_id
     base = session.get(ExportRun, since) if since is not None else None
     request = ExportRequest.model_validate(schedule.request | {"snapshot_at": slot, "since": since})
-    if base is not None and (base.style, base.filters or {}, base.include_partial) != (
-        request.style,
-        request.filters.normalised(),
-        request.include_partial,
+    chain = (request.style, request.filters.normalised(), request.include_partial)
+    if base is not None and (
+        (base.style, base.filters or {}, base.include_partial) != chain
+        or not (base.manifest or {}).get("state")
     ):
-        # The schedule now asks for other rows than its chain holds: a new chain starts with a full export.
+        # The schedule now asks for other rows than its chain holds, or the chain's last export predates
+        # incremental state: a new chain starts with a full export.
         base, request = None, request.model_copy(update={"since": None})
     if base is not None and exports.unchanged_since(session, project, base, slot):
         schedule.last_error = None

@@ -287,6 +287,18 @@ class TestIncremental:
         assert export_row(db, second).since_export_id is None  # rows chosen otherwise: a full export
         assert schedule_of(client, pid)["last_error"] is None
 
+    def test_an_export_made_before_incremental_state_starts_a_new_chain(self, client: Any, db: Any) -> None:
+        pid, _ = seed(db)
+        assert put(client, pid, {"every_seconds": 3600, "incremental": True}, T0).status_code == 200
+        first = schedule_tasks.run_schedules(now=T0 + HOUR)[0]
+        exports.run_export(first)
+        with db.session() as s:  # as an export of schema_version 1 was stored
+            run = s.get_one(ExportRun, uuid.UUID(first))
+            run.manifest = {k: v for k, v in (run.manifest or {}).items() if k not in ("state", "inputs")}
+        second = schedule_tasks.run_schedules(now=T0 + 2 * HOUR)[0]
+        assert export_row(db, second).since_export_id is None
+        assert schedule_of(client, pid)["last_error"] is None
+
     def test_not_incremental_exports_everything(self, client: Any, db: Any) -> None:
         pid, _ = seed(db)
         assert put(client, pid, {"every_seconds": 3600}, T0).status_code == 200
