@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     # the periodic sweep, every quality_aggregate_interval_seconds, catches the labels in between.
     quality_aggregate_debounce_seconds: float = Field(default=10.0, ge=0)
     quality_aggregate_interval_seconds: float = Field(default=60.0, gt=0)
+    # The reward model (app/active): refit after this many new decided pairs (each quality aggregation
+    # checks), once at least reward_min_pairs are decided; its L2 strength and cross-validation folds.
+    reward_refit_every_pairs: int = Field(default=25, ge=1)
+    reward_min_pairs: int = Field(default=10, ge=2)
+    reward_l2: float = Field(default=1.0, gt=0)
+    reward_cv_folds: int = Field(default=5, ge=2, le=20)
     log_level: str = "INFO"
     log_json: bool | None = None
     # SQLite is one file on one machine; a broker means workers elsewhere. Allowed only for tests.

@@ -26,6 +26,7 @@ from sqlalchemy import exc as sa_exc
 DEFAULT_QUEUE = "default"
 
 TASK_MODULES = (
+    "app.active.tasks",
     "app.embeddings.tasks",
     "app.exports.tasks",
     "app.maintenance.tasks",

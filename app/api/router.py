@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.active.router import router as active_router
 from app.audit.router import router as audit_router
 from app.auth.router import router as auth_router
 from app.exports.router import router as exports_router
@@ -29,6 +30,7 @@ for _router in (
     exports_router,
     neighbors_router,
     quality_router,
+    active_router,
     schedules_router,
     webhooks_router,
 ):

@@ -1,5 +1,6 @@
 """Import every ORM model so metadata (and Alembic) sees all tables."""
 
+from app.active.models import RewardModelFit
 from app.audit.models import AuditEvent
 from app.auth.models import ApiKey, Principal
 from app.embeddings.models import Embedding
@@ -33,5 +34,6 @@ __all__ = [
     "Prompt",
     "QualitySnapshot",
     "Response",
+    "RewardModelFit",
     "WebhookDelivery",
 ]

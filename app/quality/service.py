@@ -91,6 +91,11 @@ class Aggregates:
     annotator_rows: list[dict[str, Any]]
     snapshot: dict[str, Any]
 
+    @property
+    def decided_pairs(self) -> int:
+        """Pairs a response won (the reward model's comparisons)."""
+        return sum(1 for row in self.pair_rows if row["outcome"] in ("a", "b"))
+
 
 def compute(project_id: uuid.UUID, data: ProjectLabels, now: datetime) -> Aggregates:
     """Outcome (app/labels/outcome.py) and Dawid-Skene per pair, reliability per annotator, and the snapshot

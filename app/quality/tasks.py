@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from app.active import service as active
 from app.db.session import get_database
 from app.quality import repository, service
 from app.tasks import DATABASE_ERRORS, RetryPolicy, task
@@ -34,6 +35,8 @@ def aggregate_project(project_id: str, force: bool = False) -> bool:
         if stored is None:
             return False
         labels = stored.labels_count_at_compute
+        # New decided pairs may be due a reward-model refit (sent after this commit).
+        active.schedule_refit_if_due(session, pid, computed.decided_pairs)
     log.info("quality.aggregated", extra={"project_id": str(pid), "labels": labels})
     return True
 

@@ -100,6 +100,8 @@ MATRIX: dict[tuple[str, str], tuple[Any, dict[str, int]]] = {
     ("GET", "/v1/projects/{project_id}/webhook-deliveries"): (None, PROJECT_READ),
     ("GET", "/v1/projects/{project_id}/responses/{response_id}/neighbors"): (None, PROJECT_READ),
     ("GET", "/v1/projects/{project_id}/neighbors/stats"): (None, PROJECT_READ),
+    ("GET", "/v1/projects/{project_id}/reward-model"): (None, PROJECT_READ),
+    ("POST", "/v1/projects/{project_id}/reward-model/refit"): (None, row(202, 202, 404, 403, 403)),
 }
 
 
