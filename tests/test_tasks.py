@@ -15,6 +15,7 @@ from app.tasks import DATABASE_ERRORS, Attempt, RetryPolicy, registry
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = {
     "active.refit_reward_model",
+    "active.refresh_priorities",
     "embeddings.embed_prompts",
     "embeddings.embed_texts",
     "exports.run_export",

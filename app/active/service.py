@@ -17,7 +17,7 @@ import numpy.typing as npt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from app.active import reward_model
+from app.active import acquisition, reward_model
 from app.active.models import RewardModelFit
 from app.config import get_settings
 from app.db.after_commit import send_after_commit
@@ -176,3 +176,59 @@ def schedule_refit_if_due(session: Session, project_id: uuid.UUID, decided_pairs
 def request_refit(session: Session, project: Project) -> None:
     """Fit now (after commit, in the background), whatever the count."""
     send_after_commit(session, REFIT_TASK, project_id=str(project.id))
+
+
+# Similarities to labelled responses are computed in blocks of about this many floats.
+_BLOCK_FLOATS = 4_000_000
+
+
+def labelled_vectors(session: Session, project: Project) -> npt.NDArray[np.float64]:
+    """Unit vectors of the responses of the project's labelled non-gold pairs (one per distinct text)."""
+    ra, rb = aliased(Response), aliased(Response)
+    hashes: set[str] = set()
+    for a_sha, b_sha in session.execute(
+        select(ra.text_sha256, rb.text_sha256)
+        .select_from(Pair)
+        .join(ra, ra.id == Pair.response_a_id)
+        .join(rb, rb.id == Pair.response_b_id)
+        .where(Pair.project_id == project.id, Pair.gold_answer.is_(None), Pair.labels_count > 0)
+    ):
+        hashes.update((a_sha, b_sha))
+    stored = embedding_repository.vectors_for(session, project.embedding_model, sorted(hashes))
+    if not stored:
+        return np.zeros((0, 0))
+    return reward_model.unit(np.stack([from_bytes(e.vector, e.dim) for e in stored.values()]))
+
+
+def pair_scores(
+    session: Session, project: Project, vectors: npt.ArrayLike, mask: npt.ArrayLike
+) -> npt.NDArray[np.float64] | None:
+    """The `active` priority (app/active/acquisition.py) of every candidate pair of stacked prompts,
+    (P, k·(k−1)/2) in ``np.triu_indices(k, 1)`` order; None, which selection scores as `dissimilar`, until
+    the project has a reward model for these vectors."""
+    fit = latest(session, project.id)
+    stacked = np.asarray(vectors, dtype=np.float64)
+    valid = np.asarray(mask, dtype=bool)
+    if (
+        fit is None
+        or fit.embedding_model != project.embedding_model
+        or fit.features != "diff"
+        or fit.dim != stacked.shape[2]
+    ):
+        return None
+    p_count, k, dim = stacked.shape
+    units = reward_model.unit(stacked.reshape(p_count * k, dim)).reshape(p_count, k, dim) * valid[:, :, None]
+    iu, ju = np.triu_indices(k, k=1)
+    sims = np.clip(np.einsum("pkd,pld->pkl", units, units), -1.0, 1.0)[:, iu, ju]
+    # w·(φa − φb) = w·φa − w·φb: one projection per response, not one per pair.
+    projected = units @ model_of(fit).weights
+    probability = reward_model.sigmoid(projected[:, iu] - projected[:, ju])
+    labelled = labelled_vectors(session, project)
+    if len(labelled) == 0:
+        return acquisition.priority(sims, probability)
+    nearest = np.empty((p_count, k))
+    block = max(1, _BLOCK_FLOATS // max(1, k * len(labelled)))
+    for start in range(0, p_count, block):
+        part = units[start : start + block]
+        nearest[start : start + block] = (part @ labelled.T).max(axis=2)
+    return acquisition.priority(sims, probability, nearest[:, iu], nearest[:, ju])

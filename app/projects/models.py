@@ -33,6 +33,8 @@ class Strategy(StrEnum):
     SIMILAR = "similar"
     CENTROID = "centroid"
     RANDOM = "random"
+    # dissimilar's priority scaled by the reward model's uncertainty and novelty (app/active/acquisition.py)
+    ACTIVE = "active"
 
 
 class ProjectStatus(StrEnum):

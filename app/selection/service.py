@@ -14,14 +14,22 @@ import numpy.typing as npt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
+from app.active import service as active
 from app.embeddings import repository as embedding_repository
 from app.embeddings.codec import from_bytes
 from app.embeddings.models import Embedding
 from app.jobs.service import finish_jobs_if_done
 from app.pairs.models import Pair, PairSlot, PairStatus
-from app.projects.models import Project
+from app.projects.models import Project, Strategy
 from app.prompts.models import Prompt, PromptStatus, Response
-from app.selection.strategies import near_duplicate_of, seed_for, select_batch, similarities
+from app.selection.strategies import (
+    BatchSelection,
+    PairChoice,
+    near_duplicate_of,
+    seed_for,
+    select_batch,
+    similarities,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +75,7 @@ def collapsed_responses(
     all candidates are embedded, the near-duplicates ``select_batch`` collapses (the same computation)."""
     candidates, collapsed = _collapse_exact(responses)
     if candidates and all(r.text_sha256 in stored for r in candidates):
-        vectors, mask = _stack([candidates], stored)
+        vectors, mask = stack([candidates], stored)
         duplicate_of = near_duplicate_of(similarities(vectors, mask), mask, threshold)[0]
         collapsed += [
             CollapsedResponse(candidates[j], "near_duplicate", candidates[int(of)])
@@ -77,7 +85,7 @@ def collapsed_responses(
     return sorted(collapsed, key=lambda c: c.response.position)
 
 
-def _stack(
+def stack(
     prompts_candidates: Sequence[Sequence[Response]], stored: Mapping[str, Embedding]
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
     """Padded (P, k, d) vectors and (P, k) mask of each prompt's candidates, for select_batch."""
@@ -132,11 +140,8 @@ def _build_for_project(
     ready = [p for p in prompts if all(r.text_sha256 in stored for r in candidates[p.id])]
     if not ready:
         return 0, set()
-    vectors, mask = _stack([candidates[p.id] for p in ready], stored)
-    seeds = [seed_for(project.id, p.id) for p in ready]
-    selection = select_batch(
-        vectors, mask, project.strategy, project.pairs_per_prompt, seeds, project.near_duplicate_threshold
-    )
+    vectors, mask = stack([candidates[p.id] for p in ready], stored)
+    selection = select_for(session, project, ready, vectors, mask)
     finished = 0
     job_ids: set[uuid.UUID] = set()
     for row, prompt in enumerate(ready):
@@ -154,24 +159,61 @@ def _build_for_project(
         finished += 1
         if prompt.job_id:
             job_ids.add(prompt.job_id)
-        for rank, choice in enumerate(choices):
-            first, second = candidates[prompt.id][choice.i].id, candidates[prompt.id][choice.j].id
-            a_id, b_id = (first, second) if first < second else (second, first)
-            pair = Pair(
-                project_id=project.id,
-                prompt_id=prompt.id,
-                response_a_id=a_id,
-                response_b_id=b_id,
-                strategy=project.strategy,
-                rank=rank,
-                similarity=choice.similarity,
-                priority=choice.priority,
-                status=PairStatus.QUEUED,
-            )
-            session.add(pair)
-            session.flush()
-            session.add_all(
-                PairSlot(project_id=project.id, pair_id=pair.id, slot=slot, priority=choice.priority)
-                for slot in range(project.annotations_per_pair)
-            )
+        add_pairs(session, project, prompt, candidates[prompt.id], choices)
     return finished, job_ids
+
+
+def select_for(
+    session: Session,
+    project: Project,
+    prompts: Sequence[Prompt],
+    vectors: npt.NDArray[np.float32],
+    mask: npt.NDArray[np.bool_],
+) -> BatchSelection:
+    """The project's strategy on these prompts' stacked candidates (``active`` asks its reward model)."""
+    seeds = [seed_for(project.id, p.id) for p in prompts]
+    scores = (
+        active.pair_scores(session, project, vectors, mask) if project.strategy == Strategy.ACTIVE else None
+    )
+    return select_batch(
+        vectors,
+        mask,
+        project.strategy,
+        project.pairs_per_prompt,
+        seeds,
+        project.near_duplicate_threshold,
+        pair_scores=scores,
+    )
+
+
+def add_pairs(
+    session: Session,
+    project: Project,
+    prompt: Prompt,
+    candidates: Sequence[Response],
+    choices: list[PairChoice],
+) -> list[Pair]:
+    """The chosen pairs of a prompt, queued, each with its project's annotations_per_pair slots."""
+    added = []
+    for rank, choice in enumerate(choices):
+        first, second = candidates[choice.i].id, candidates[choice.j].id
+        a_id, b_id = (first, second) if first < second else (second, first)
+        pair = Pair(
+            project_id=project.id,
+            prompt_id=prompt.id,
+            response_a_id=a_id,
+            response_b_id=b_id,
+            strategy=project.strategy,
+            rank=rank,
+            similarity=choice.similarity,
+            priority=choice.priority,
+            status=PairStatus.QUEUED,
+        )
+        session.add(pair)
+        session.flush()
+        session.add_all(
+            PairSlot(project_id=project.id, pair_id=pair.id, slot=slot, priority=choice.priority)
+            for slot in range(project.annotations_per_pair)
+        )
+        added.append(pair)
+    return added

@@ -5,7 +5,9 @@ The strategies follow the paper (arXiv 2409.17169) and its code:
 - ``similar`` ("hard"): the pair with the highest cosine similarity;
 - ``centroid``: 2-means on the L2-normalised embeddings (the global optimum up to 16 responses), then the
   response nearest each centre;
-- ``random``: a uniformly random pair, seeded so a rerun picks the same pair.
+- ``random``: a uniformly random pair, seeded so a rerun picks the same pair;
+- ``active``: ``dissimilar``'s priority scaled by the project's reward model (uncertainty) and novelty against
+  labelled responses, computed by the caller (app/active/acquisition.py); with no model, ``dissimilar``.
 
 Scores, highest first, double as queue priorities: ``dissimilar`` and ``centroid`` 1 − cos, ``similar``
 1 + cos, ``random`` a seeded uniform draw in [0, 1). ``pairs_per_prompt`` > 1 takes the next best pairs (for
@@ -281,11 +283,14 @@ def select_batch(
     n_pairs: int = 1,
     seeds: npt.ArrayLike | None = None,
     near_duplicate_threshold: float | None = None,
+    pair_scores: npt.ArrayLike | None = None,
 ) -> BatchSelection:
     """Choose up to n_pairs distinct pairs per prompt.
 
     vectors: (P, k, d) embeddings, padded; mask: (P, k) True where a response exists; seeds: (P,) for
-    ``random``.
+    ``random``; pair_scores: (P, k·(k−1)/2) in ``np.triu_indices(k, 1)`` order, the priorities of every
+    candidate pair when the caller computes them (``active``: app/active/acquisition.py); without them
+    ``active`` scores as ``dissimilar``.
     """
     strategy = Strategy(strategy)
     vectors = np.asarray(vectors)
@@ -309,6 +314,8 @@ def select_batch(
         scores = 1.0 + pair_sims
     else:
         scores = 1.0 - pair_sims
+    if pair_scores is not None:
+        scores = np.asarray(pair_scores, dtype=np.float64)
     scores = np.where(pair_ok, scores, -np.inf)
     if strategy is Strategy.CENTROID:
         ci, cj = centroid_pairs(sims, kept)
