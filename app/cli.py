@@ -1,4 +1,5 @@
-"""The `real-align` command: serve (embedded default), api, worker, beat, migrate, keys; export, ingest."""
+"""The `real-align` command: serve (embedded default), api, worker, beat, migrate, keys; export, ingest;
+simulate (the offline budget simulator)."""
 
 from __future__ import annotations
 
@@ -302,6 +303,127 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if result.conflicts else 0
 
 
+def _number_list(text: str) -> tuple[int, ...]:
+    """Comma-separated label counts ("50,100,200") as a sorted tuple; anything else is a usage error."""
+    try:
+        values = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated label counts, got {text!r}") from None
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"expected positive label counts, got {text!r}")
+    return tuple(values)
+
+
+def _threshold(text: str) -> float | None:
+    """A cosine, or none/off for no near-duplicate collapse."""
+    return None if text.lower() in ("none", "off") else float(text)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Offline budget simulator: every strategy spends the same label budget against simulated annotators."""
+    import hashlib
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from app.config import get_settings
+    from app.simulation import engine, report
+    from app.simulation.annotators import ConstantNoise, NoiseModel, SimilarityNoise
+    from app.simulation.inputs import InputError, load
+    from app.simulation.vectors import CacheMismatch, Encoder, embed
+
+    started = time.perf_counter()
+    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    try:
+        data = load(args.data)
+        noise: NoiseModel = (
+            ConstantNoise(args.epsilon)
+            if args.noise == "constant"
+            else SimilarityNoise(
+                args.epsilon_min, args.epsilon_max, args.similarity_low, args.similarity_high
+            )
+        )
+        config = engine.Config(
+            budgets=args.budget,
+            strategies=strategies,
+            repeats=args.repeats,
+            noise=noise,
+            seed=args.seed,
+            held_out=args.held_out,
+            round_size=args.round,
+            every=args.every,
+            l2=args.l2,
+            near_duplicate_threshold=args.near_duplicate_threshold,
+            uncertainty_weight=args.uncertainty_weight,
+            novelty_weight=args.novelty_weight,
+        )
+    except (InputError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    model = args.embedding_model or get_settings().embedding_model
+    out = Path(args.out)
+    cache = Path(args.cache) if args.cache else out / "embeddings.npz"
+
+    def encoder() -> Encoder:
+        from app.embeddings.embedder import get_embedder
+
+        embedder = get_embedder(model)
+        return lambda texts: embedder.encode(texts).vectors
+
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=args.quiet) as progress:
+        task = progress.add_task("embedding (cached texts skipped)", total=None)
+        try:
+            vectors = embed(
+                data.texts(),
+                model,
+                cache,
+                encoder,
+                lambda done, todo: progress.update(task, completed=done, total=todo),
+            )
+        except CacheMismatch as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        pool = engine.Pool.build(data, vectors)
+        progress.update(task, description="simulating (strategy x repeat)", completed=0, total=None)
+        try:
+            result = engine.run(
+                pool, config, lambda done, total: progress.update(task, completed=done, total=total)
+            )
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    digest = hashlib.sha256(Path(args.data).read_bytes()).hexdigest()
+    summary = report.summarise(
+        result,
+        engine.tie_rate_by_similarity(pool) if data.format == "responses" else None,
+        {
+            "name": Path(args.data).name,
+            "sha256": digest,
+            "format": data.format,
+            "prompts": len(data.prompts),
+            "responses": len(data.texts()),
+            "embedding_model": model,
+        },
+    )
+    paths = report.write(summary, out, f"{Path(args.data).name}, {noise.name} noise")
+    table = Table(
+        "strategy", *(f"accuracy @{b}" for b in config.budgets), "labels to random's full-budget accuracy"
+    )
+    for name, entry in summary["strategies"].items():
+        index = [summary["checkpoints"].index(b) for b in config.budgets]
+        need = entry.get("labels_to_target")
+        labels = "-" if need is None else report.labels_cell(need)
+        table.add_row(name, *(f"{entry['accuracy']['mean'][i]:.3f}" for i in index), labels)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    print(f"{time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url", default=os.environ.get("REAL_URL", "http://127.0.0.1:8000"), help="env REAL_URL"
@@ -313,6 +435,9 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
+    from app.active.acquisition import NOVELTY_WEIGHT, UNCERTAINTY_WEIGHT
+    from app.simulation.annotators import ConstantNoise, SimilarityNoise
+
     parser = argparse.ArgumentParser(prog="real-align", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="embedded default: SQLite + in-process tasks")
@@ -368,6 +493,59 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--wait", action=argparse.BooleanOptionalAction, default=False, help="until embedded")
     _add_client_options(ingest)
     ingest.set_defaults(func=cmd_ingest)
+    simulate = sub.add_parser(
+        "simulate",
+        help="offline budget simulator: which strategy saves labels (docs/simulation.md)",
+        description="Spend label budgets with each pair-selection strategy against simulated annotators and "
+        "report the held-out reward-model accuracy, the label error rate and the labels needed to reach "
+        "random's full-budget accuracy. Input formats and parameters: docs/simulation.md.",
+    )
+    simulate.add_argument(
+        "--data", required=True, help="JSONL(.gz): format 1 (scored responses) or 2 (pairwise)"
+    )
+    simulate.add_argument(
+        "--budget", required=True, type=_number_list, help="label counts to report, e.g. 50,100,200,400"
+    )
+    simulate.add_argument("--strategies", default="random,dissimilar,similar,centroid,active")
+    simulate.add_argument("--repeats", type=int, default=5)
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--noise", choices=["constant", "similarity"], default="constant")
+    constant, similar = ConstantNoise(), SimilarityNoise()
+    for flag, default, what in (
+        ("--epsilon", constant.epsilon, "constant: the flip probability"),
+        ("--epsilon-min", similar.epsilon_min, "similarity: the flip probability up to --similarity-low"),
+        ("--epsilon-max", similar.epsilon_max, "similarity: the flip probability from --similarity-high"),
+    ):
+        simulate.add_argument(flag, type=float, default=default, help=f"{what} (default {default})")
+    for flag, verb, percentile in (("--similarity-low", "starts", 5), ("--similarity-high", "ends", 95)):
+        simulate.add_argument(
+            flag,
+            type=float,
+            help=f"similarity: the cosine where the ramp {verb} (default: the {percentile}th percentile of "
+            "the data's pair cosines)",
+        )
+    simulate.add_argument(
+        "--held-out", type=float, default=0.2, help="share of prompts held out for accuracy"
+    )
+    simulate.add_argument("--round", type=int, default=25, help="active: labels per round between refits")
+    simulate.add_argument("--every", type=int, default=25, help="evaluate the reward model every N labels")
+    simulate.add_argument("--l2", type=float, default=1.0, help="reward model L2 strength")
+    simulate.add_argument(
+        "--near-duplicate-threshold",
+        type=_threshold,
+        default=0.98,
+        help="cosine; 'none' keeps every response",
+    )
+    for flag, default, what in (
+        ("--uncertainty-weight", UNCERTAINTY_WEIGHT, "active: λ of the reward model's uncertainty"),
+        ("--novelty-weight", NOVELTY_WEIGHT, "active: λ of novelty against labelled responses"),
+    ):
+        simulate.add_argument(flag, type=float, default=default, help=f"{what} (default {default})")
+    simulate.add_argument("--embedding-model", help="default: REAL_EMBEDDING_MODEL")
+    simulate.add_argument("--out", default="simulation", help="folder for simulation.md, .json and the plots")
+    simulate.add_argument("--cache", help="embedding cache (.npz; default OUT/embeddings.npz)")
+    simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+    simulate.set_defaults(func=cmd_simulate)
     return parser
 
 
