@@ -20,6 +20,7 @@ matplotlib is imported only to draw (Agg backend, no display needed).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -441,7 +442,14 @@ def write(summary: dict[str, Any], out_dir: Path, title: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "simulation.json"
     write_json(summary, json_path)
-    images = plot(summary, out_dir, title)
+    try:
+        images = plot(summary, out_dir, title)
+    except ModuleNotFoundError as exc:
+        if exc.name != "matplotlib":
+            raise
+        # An optional extra (`pip install 'real-align[simulate]'`): the tables are written without plots.
+        logging.getLogger(__name__).warning("simulation.no_plots: matplotlib is not installed")
+        images = []
     md_path = out_dir / "simulation.md"
     md_path.write_text(markdown(summary, [p.name for p in images]), encoding="utf-8")
     return [md_path, json_path, *images]
