@@ -17,13 +17,12 @@ from app.active import acquisition, reward_model
 from app.active import tasks as active_tasks
 from app.active.refresh import refresh_batch
 from app.active.service import latest, model_of
-from app.embeddings.codec import to_bytes
-from app.embeddings.models import Embedding
 from app.pairs.models import Pair, PairSlot
 from app.projects.models import Project
 from app.prompts.models import Prompt, PromptStatus, Response
 from app.quality import tasks as quality_tasks
 from app.selection.service import build_pairs
+from tests.active.planted import store_random_vector
 from tests.exports.helpers import at, label
 from tests.factories import make_project
 
@@ -53,16 +52,7 @@ def seed(db: Any, prompts: int, seed: int = 0) -> tuple[uuid.UUID, dict[uuid.UUI
             s.add(prompt)
             s.flush()
             for response in prompt.responses:
-                vectors[response.id] = rng.normal(size=DIM)
-                s.add(
-                    Embedding(
-                        model=project.embedding_model,
-                        text_sha256=response.text_sha256,
-                        dim=DIM,
-                        vector=to_bytes(vectors[response.id]),
-                        token_count=3,
-                    )
-                )
+                vectors[response.id] = store_random_vector(s, project.embedding_model, response, rng, DIM)
         s.flush()
         build_pairs(s, list(s.scalars(select(Prompt.id).where(Prompt.project_id == project.id))))
         return project.id, vectors, rng.normal(size=DIM)

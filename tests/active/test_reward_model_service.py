@@ -11,10 +11,9 @@ from sqlalchemy import select
 
 from app.active import service
 from app.active import tasks as active_tasks
-from app.embeddings.codec import to_bytes
-from app.embeddings.models import Embedding
 from app.prompts.models import Response
 from app.quality import tasks as quality_tasks
+from tests.active.planted import store_random_vector
 from tests.exports.helpers import at, label
 from tests.factories import make_pairs, make_project
 
@@ -34,16 +33,7 @@ def seed(db: Any, pairs: int, *, seed: int = 0, ties: int = 0) -> tuple[str, np.
         for response in s.scalars(
             select(Response).where(Response.prompt_id.in_([p.prompt_id for p in made]))
         ):
-            vectors[response.id] = rng.normal(size=DIM)
-            s.add(
-                Embedding(
-                    model=project.embedding_model,
-                    text_sha256=response.text_sha256,
-                    dim=DIM,
-                    vector=to_bytes(vectors[response.id]),
-                    token_count=4,
-                )
-            )
+            vectors[response.id] = store_random_vector(s, project.embedding_model, response, rng, DIM)
         for n, pair in enumerate(made):
             a, b = vectors[pair.response_a_id], vectors[pair.response_b_id]
             unit_diff = a / np.linalg.norm(a) - b / np.linalg.norm(b)
