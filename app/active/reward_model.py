@@ -35,6 +35,15 @@ class RewardModel:
         """P(response a beats response b) for rows of comparison features."""
         return sigmoid(np.asarray(x, dtype=np.float64) @ self.weights)
 
+    def pair_probabilities(self, vectors: npt.ArrayLike, i: npt.ArrayLike, j: npt.ArrayLike) -> FloatArray:
+        """P(response i beats response j) for the candidate pairs (i, j) of every prompt of padded (P, k, d)
+        ``vectors``: (P, pairs). A "diff" model only: by linearity σ(w · (φ(a) − φ(b))) = σ(w · φ(a) −
+        w · φ(b)), one projection per response instead of a (P × pairs × d) feature array."""
+        stacked = np.asarray(vectors, dtype=np.float64)
+        p_count, k, d = stacked.shape
+        reward = (unit(stacked.reshape(p_count * k, d)) @ self.weights).reshape(p_count, k)
+        return sigmoid(reward[:, np.asarray(i)] - reward[:, np.asarray(j)])
+
 
 @dataclass(frozen=True)
 class CrossValidation:

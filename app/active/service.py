@@ -28,6 +28,7 @@ from app.labels import repository as label_repository
 from app.pairs.models import Pair
 from app.projects.models import Project
 from app.prompts.models import Response
+from app.selection.strategies import similarities
 
 log = logging.getLogger(__name__)
 REFIT_TASK = "active.refit_reward_model"
@@ -219,10 +220,8 @@ def pair_scores(
     p_count, k, dim = stacked.shape
     units = reward_model.unit(stacked.reshape(p_count * k, dim)).reshape(p_count, k, dim) * valid[:, :, None]
     iu, ju = np.triu_indices(k, k=1)
-    sims = np.clip(np.einsum("pkd,pld->pkl", units, units), -1.0, 1.0)[:, iu, ju]
-    # w·(φa − φb) = w·φa − w·φb: one projection per response, not one per pair.
-    projected = units @ model_of(fit).weights
-    probability = reward_model.sigmoid(projected[:, iu] - projected[:, ju])
+    sims = similarities(stacked, valid)[:, iu, ju]
+    probability = model_of(fit).pair_probabilities(stacked, iu, ju)
     labelled = labelled_vectors(session, project)
     if len(labelled) == 0:
         return acquisition.priority(sims, probability)

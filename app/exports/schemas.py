@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StrictBool, model_validator
 
 from app.exports.models import ExportStatus
 from app.schemas import Input
@@ -92,7 +92,7 @@ class ExportRequest(Input):
         "rows whose outcome is new or changed since it, and the manifest's `retracted` pair ids (see "
         "docs/exports.md, incremental exports).",
     )
-    include_partial: bool = Field(
+    include_partial: StrictBool = Field(
         default=False,
         description="Also pairs that do not have all their labels yet (and no reviewer verdict); by default "
         "only completed pairs are exported. Their `completed` is false and `weight` is scaled by the share "

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.active.acquisition import NOVELTY_WEIGHT, UNCERTAINTY_WEIGHT, priority
-from app.active.reward_model import DEFAULT_L2, RewardModel, accuracy, features, fit, sigmoid, unit
+from app.active.reward_model import DEFAULT_L2, accuracy, features, fit
 from app.selection.strategies import (
     collapse_near_duplicates,
     normalize,
@@ -239,17 +239,6 @@ def static_sequence(pool: Pool, train: IntArray, strategy: str, config: Config, 
     return Pairs(train[ok][order], i[ok][order], j[ok][order])
 
 
-def pair_probabilities(model: RewardModel, vectors: FloatArray, iu: IntArray, ju: IntArray) -> FloatArray:
-    """P(i beats j) for the candidate pairs (iu, ju) of every prompt in (P, k, d) ``vectors``: (P, pairs).
-
-    By linearity σ(w · (φ(a) − φ(b))) = σ(w · φ(a) − w · φ(b)), so this equals
-    ``model.probability(features(a, b))`` without building the (prompts × pairs × d) feature array.
-    """
-    p_count, k, d = vectors.shape
-    reward = (unit(vectors.reshape(-1, d)) @ model.weights).reshape(p_count, k)
-    return sigmoid(reward[:, iu] - reward[:, ju])
-
-
 def active_sequence(pool: Pool, train: IntArray, annotator: Annotator, config: Config, budget: int) -> Pairs:
     """The ``active`` strategy's pairs: rounds of ``round_size``, the reward model refitted before each."""
     vectors, mask = pool.vectors[train], pool.mask[train]
@@ -272,7 +261,7 @@ def active_sequence(pool: Pool, train: IntArray, annotator: Annotator, config: C
         probability: FloatArray | None = None
         if y_parts:
             model = fit(np.vstack(x_parts), np.concatenate(y_parts), l2=config.l2)
-            probability = pair_probabilities(model, vectors, iu, ju)
+            probability = model.pair_probabilities(vectors, iu, ju)
         scores = priority(
             pair_sim,
             probability,
@@ -393,7 +382,7 @@ def tie_rate_by_similarity(pool: Pool, bins: int = 5) -> list[SimilarityBin]:
     k = pool.mask.shape[1]
     iu, ju = np.triu_indices(k, k=1)
     ok = pool.mask[:, iu] & pool.mask[:, ju]
-    s = similarities(pool.vectors, pool.mask)[:, iu, ju][ok]
+    s = pair_similarities(pool)
     t = truth(pool.scores[:, iu][ok], pool.scores[:, ju][ok]) == 0
     edges = np.quantile(s, np.linspace(0.0, 1.0, bins + 1))
     which = np.clip(np.searchsorted(edges[1:-1], s, side="right"), 0, bins - 1)

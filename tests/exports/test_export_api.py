@@ -105,6 +105,7 @@ def test_download_media_type_and_file_name(
         ),
         ({"filters": {"gold": True}}, "filters.gold"),
         ({"surprise": 1}, "surprise"),
+        ({"include_partial": "yes"}, "include_partial"),  # JSON booleans only
     ],
 )
 def test_invalid_requests_name_the_field(client: Any, db: Any, body: dict[str, Any], field: str) -> None:

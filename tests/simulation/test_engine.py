@@ -18,7 +18,6 @@ from app.simulation.engine import (
     Config,
     Pool,
     active_sequence,
-    pair_probabilities,
     pair_similarities,
     run,
     split,
@@ -108,7 +107,7 @@ def test_pair_probabilities_equal_the_reward_models_own(pool: Pool) -> None:
     rng = np.random.default_rng(0)
     model = fit(rng.normal(size=(30, pool.vectors.shape[2])), rng.random(30) < 0.5)
     iu, ju = (np.asarray(a, dtype=np.int64) for a in np.triu_indices(pool.mask.shape[1], k=1))
-    fast = pair_probabilities(model, pool.vectors, iu, ju)
+    fast = model.pair_probabilities(pool.vectors, iu, ju)
     slow = model.probability(
         features(pool.vectors[:, iu].reshape(-1, 16), pool.vectors[:, ju].reshape(-1, 16))
     )
