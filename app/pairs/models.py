@@ -80,6 +80,16 @@ class Pair(TimestampMixin, Base):
     ds_posterior: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
     # A reviewer's verdict overrides the aggregates (history in pair_review).
     review_verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # A data team sent the pair to the review queue (POST .../requeue, action review), and why.
+    review_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    review_request_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Labels asked for beyond annotations_per_pair (POST .../requeue, action label), each with a slot of its
+    # own, at most project.max_extra_labels_per_pair.
+    extra_labels: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # The reward model's P(response_a beats response_b) for a decided pair, out of fold (from a model fitted
+    # without this pair's label), and the reward-model version that computed it (app/active/service.py).
+    model_p_a: Mapped[float | None] = mapped_column(Float, nullable=True)
+    model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Why the pair is redundant (status redundant): the labelled pairs' responses that made it so.
     redundant_with: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 

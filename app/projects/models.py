@@ -48,6 +48,7 @@ class Project(TimestampMixin, Base):
         CheckConstraint("budget IS NULL OR budget >= 0", name="budget_non_negative"),
         CheckConstraint("annotations_per_pair >= 1", name="annotations_per_pair_positive"),
         CheckConstraint("pairs_per_prompt >= 1", name="pairs_per_prompt_positive"),
+        CheckConstraint("max_extra_labels_per_pair >= 0", name="max_extra_labels_per_pair_non_negative"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7)
@@ -71,6 +72,9 @@ class Project(TimestampMixin, Base):
     gold_min_accuracy: Mapped[float] = mapped_column(Float, nullable=False, default=0.7)
     # Pairs with at least two labels whose agreement with the majority is below this go to review.
     review_agreement_threshold: Mapped[float] = mapped_column(Float, nullable=False, default=0.6)
+    # How many labels beyond annotations_per_pair one pair may be asked for by a requeue (each spends one
+    # label of the budget; app/active/suspects.py).
+    max_extra_labels_per_pair: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     embedding_model: Mapped[str] = mapped_column(String(500), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=ProjectStatus.ACTIVE)
     # The principal that created it (data teams see the projects they created and those granted to them).
@@ -99,15 +103,22 @@ class ProjectBudget(Base):
     """
 
     __tablename__ = "project_budget"
-    __table_args__ = (CheckConstraint("pairs_released >= 0", name="pairs_released_non_negative"),)
+    __table_args__ = (
+        CheckConstraint("pairs_released >= 0", name="pairs_released_non_negative"),
+        CheckConstraint("extra_labels >= 0", name="extra_labels_non_negative"),
+    )
 
     project_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("project.id", ondelete="CASCADE"), primary_key=True
     )
     pairs_released: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Labels asked for beyond the pairs' own annotations_per_pair (requeues), spent from the budget when
+    # asked: a pair can be released while pairs_released · annotations_per_pair + extra_labels stays within
+    # the budget (app/queue/budget.py).
+    extra_labels: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
 @event.listens_for(Project, "after_insert")
 def _open_budget_counter(_mapper: Mapper[Any], connection: Connection, project: Project) -> None:
     """Every project has its counter from its first flush (the claim only ever UPDATEs it)."""
-    connection.execute(insert(ProjectBudget).values(project_id=project.id, pairs_released=0))
+    connection.execute(insert(ProjectBudget).values(project_id=project.id, pairs_released=0, extra_labels=0))

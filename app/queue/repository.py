@@ -31,6 +31,7 @@ from app.labels import outcome
 from app.pairs.models import Pair, PairSlot, PairStatus
 from app.projects.models import Project, ProjectBudget
 from app.prompts.models import Prompt, PromptStatus, Response
+from app.queue import budget
 from app.queue.models import Assignment, AssignmentStatus, Label
 
 
@@ -237,25 +238,51 @@ def insert_assignment(session: Session, **values: Any) -> None:
     _core(session).execute(_INSERT_ASSIGNMENT, values)
 
 
-_LIMIT = (
-    select(Project.budget // Project.annotations_per_pair)
+# The budget rule (app/queue/budget.py) as SQL, for the conditional UPDATEs that move the counters:
+# labels the budget has left besides those already released or asked for (NULL: unlimited).
+_ROOM = (
+    select(
+        Project.budget
+        - ProjectBudget.pairs_released * Project.annotations_per_pair
+        - ProjectBudget.extra_labels
+    )
     .where(Project.id == ProjectBudget.project_id)
     .scalar_subquery()
 )
+_PER_PAIR = (
+    select(Project.annotations_per_pair).where(Project.id == ProjectBudget.project_id).scalar_subquery()
+)
 _TAKE_BUDGET = (
     update(ProjectBudget)
-    .where(
-        ProjectBudget.project_id == bindparam("b_project"),
-        or_(_LIMIT.is_(None), ProjectBudget.pairs_released < _LIMIT),
-    )
+    .where(ProjectBudget.project_id == bindparam("b_project"), or_(_ROOM.is_(None), _ROOM >= _PER_PAIR))
     .values(pairs_released=ProjectBudget.pairs_released + 1)
 )
+_TAKE_EXTRA_LABEL = (
+    update(ProjectBudget)
+    .where(ProjectBudget.project_id == bindparam("b_project"), or_(_ROOM.is_(None), _ROOM >= 1))
+    .values(extra_labels=ProjectBudget.extra_labels + 1)
+)
 _RELEASED = select(ProjectBudget.pairs_released).where(ProjectBudget.project_id == bindparam("b_project"))
+_SPENT = select(ProjectBudget.pairs_released, ProjectBudget.extra_labels).where(
+    ProjectBudget.project_id == bindparam("b_project")
+)
 
 
 def pairs_released(session: Session, project_id: uuid.UUID) -> int:
     """How many pairs of the project were handed out at least once (its budget counter)."""
     return int(_core(session).execute(_RELEASED, {"b_project": project_id}).scalar_one())
+
+
+def spent(session: Session, project_id: uuid.UUID) -> budget.Spent:
+    """The project's budget counters: pairs released and extra labels asked for."""
+    released, extra = _core(session).execute(_SPENT, {"b_project": project_id}).one()
+    return budget.Spent(int(released), int(extra))
+
+
+def take_extra_label(session: Session, project_id: uuid.UUID) -> bool:
+    """Count one more asked-for label against the budget, if the budget allows it (app/queue/budget.py:
+    can_add_label); the counter row stays locked until COMMIT, as a claim's."""
+    return _core(session).execute(_TAKE_EXTRA_LABEL, {"b_project": project_id}).rowcount == 1
 
 
 def take_budget_for_pair(session: Session, project_id: uuid.UUID) -> bool:

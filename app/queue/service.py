@@ -31,7 +31,7 @@ from app.errors import (
     UndoRefused,
 )
 from app.projects.models import Project
-from app.queue import repository
+from app.queue import budget, repository
 from app.queue.models import Assignment, AssignmentStatus, Label
 from app.queue.repository import (
     ClaimOutcome,
@@ -106,9 +106,10 @@ def claim(session: Session, project: Project, annotator: str, now: datetime) -> 
         gold = _claim_gold(session, project, annotator, now)
         if gold is not None:
             return gold
-    max_pairs = project.max_pairs
-    # A hint from the row as loaded; take_budget_for_pair below is the authority.
-    budget_open = max_pairs is None or repository.pairs_released(session, project.id) < max_pairs
+    # A hint from the counters as read; take_budget_for_pair below is the authority.
+    budget_open = budget.can_release_pair(
+        project.budget, project.annotations_per_pair, repository.spent(session, project.id)
+    )
     expires_at = now + timedelta(seconds=project.lease_ttl_seconds)
     for _attempt in range(20):
         assignment_id = uuid.uuid4()
@@ -223,9 +224,10 @@ def _refuse_over_cap(annotator: str, live: int, cap: int, soonest: datetime, now
 
 
 def _why_empty(session: Session, project: Project) -> str:
-    max_pairs = project.max_pairs
     # Once the budget is closed nothing new is released; only an expiring lease could free work again.
-    if max_pairs is not None and repository.pairs_released(session, project.id) >= max_pairs:
+    if not budget.can_release_pair(
+        project.budget, project.annotations_per_pair, repository.spent(session, project.id)
+    ):
         return QueueReason.BUDGET_SPENT
     if repository.has_pending_prompts(session, project.id):
         return QueueReason.WAITING_FOR_EMBEDDINGS

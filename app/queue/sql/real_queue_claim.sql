@@ -12,7 +12,7 @@ LANGUAGE plpgsql VOLATILE AS $fn$
 #variable_conflict use_column
 DECLARE
     v_ttl integer; v_gold_rate double precision; v_per_pair integer; v_budget integer; v_released integer;
-    v_budget_open boolean;
+    v_extra integer; v_budget_open boolean;
     v_live integer; v_soonest timestamptz;
     v_expires timestamptz;
     v_assignment uuid; v_slot uuid; v_pair uuid; v_was_released boolean; v_releasing boolean;
@@ -20,9 +20,9 @@ DECLARE
     v_gold uuid; v_priority double precision;
 BEGIN
     SELECT p.lease_ttl_seconds, p.gold_rate, p.annotations_per_pair, p.budget,
-           (SELECT b.pairs_released FROM project_budget b WHERE b.project_id = p.id), p.instructions
-      INTO v_ttl, v_gold_rate, v_per_pair, v_budget, v_released, v_instructions
-      FROM project p WHERE p.id = p_project;
+           b.pairs_released, b.extra_labels, p.instructions
+      INTO v_ttl, v_gold_rate, v_per_pair, v_budget, v_released, v_extra, v_instructions
+      FROM project p LEFT JOIN project_budget b ON b.project_id = p.id WHERE p.id = p_project;
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'no_project'::text, NULL::uuid, NULL::timestamptz, NULL::json, NULL::uuid,
             NULL::text, NULL::uuid, NULL::text, NULL::integer, NULL::timestamptz, NULL::text, NULL::uuid,
@@ -70,8 +70,10 @@ BEGIN
         END IF;
     END IF;
 
-    -- A hint from the row as read; the budget UPDATE below is the authority.
-    v_budget_open := v_budget IS NULL OR v_released < v_budget / v_per_pair;
+    -- The budget rule (app/queue/budget.py): a pair is released while its annotations_per_pair labels fit
+    -- beside those of the pairs released and the extra labels asked for. A hint from the rows as read; the
+    -- budget UPDATE below is the authority.
+    v_budget_open := v_budget IS NULL OR (v_released + 1) * v_per_pair + v_extra <= v_budget;
     FOR attempt IN 1..20 LOOP
         v_assignment := gen_random_uuid();
         -- Find, lock (SKIP LOCKED) and lease the first claimable slot in the order of
@@ -118,7 +120,8 @@ BEGIN
             UPDATE project_budget b SET pairs_released = b.pairs_released + 1
               FROM project j
              WHERE b.project_id = p_project AND j.id = p_project
-               AND (j.budget IS NULL OR b.pairs_released < j.budget / j.annotations_per_pair);
+               AND (j.budget IS NULL
+                    OR (b.pairs_released + 1) * j.annotations_per_pair + b.extra_labels <= j.budget);
             IF NOT FOUND THEN
                 -- Spent meanwhile: undo this claim in place; only released pairs may still be handed out.
                 DELETE FROM assignment WHERE id = v_assignment;
@@ -145,10 +148,12 @@ BEGIN
     END LOOP;
 
     -- Nothing claimable: say why.
-    SELECT b.pairs_released INTO v_released FROM project_budget b WHERE b.project_id = p_project;
+    SELECT b.pairs_released, b.extra_labels INTO v_released, v_extra
+      FROM project_budget b WHERE b.project_id = p_project;
     RETURN QUERY SELECT
         CASE
-            WHEN v_budget IS NOT NULL AND v_released >= v_budget / v_per_pair THEN 'budget_spent'
+            WHEN v_budget IS NOT NULL AND (v_released + 1) * v_per_pair + v_extra > v_budget
+                THEN 'budget_spent'
             WHEN EXISTS (SELECT 1 FROM prompt q WHERE q.project_id = p_project AND q.status = 'pending')
                 THEN 'waiting_for_embeddings'
             ELSE 'empty'
