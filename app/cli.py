@@ -329,21 +329,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from app.config import get_settings
-    from app.simulation import engine, report
-    from app.simulation.annotators import ConstantNoise, NoiseModel, SimilarityNoise
+    from app.simulation import engine, pipeline, report
     from app.simulation.inputs import InputError, load
-    from app.simulation.vectors import CacheMismatch, Encoder, embed
+    from app.simulation.vectors import CacheMismatch, embed
 
     started = time.perf_counter()
     strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
     try:
         data = load(args.data)
-        noise: NoiseModel = (
-            ConstantNoise(args.epsilon)
-            if args.noise == "constant"
-            else SimilarityNoise(
-                args.epsilon_min, args.epsilon_max, args.similarity_low, args.similarity_high
-            )
+        noise = pipeline.noise_model(
+            args.noise,
+            epsilon=args.epsilon,
+            epsilon_min=args.epsilon_min,
+            epsilon_max=args.epsilon_max,
+            similarity_low=args.similarity_low,
+            similarity_high=args.similarity_high,
         )
         config = engine.Config(
             budgets=args.budget,
@@ -366,12 +366,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out / "embeddings.npz"
 
-    def encoder() -> Encoder:
-        from app.embeddings.embedder import get_embedder
-
-        embedder = get_embedder(model)
-        return lambda texts: embedder.encode(texts).vectors
-
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=args.quiet) as progress:
@@ -381,35 +375,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 data.texts(),
                 model,
                 cache,
-                encoder,
+                pipeline.encoder_for(model),
                 lambda done, todo: progress.update(task, completed=done, total=todo),
             )
         except CacheMismatch as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        pool = engine.Pool.build(data, vectors)
         progress.update(task, description="simulating (strategy x repeat)", completed=0, total=None)
         try:
-            result = engine.run(
-                pool, config, lambda done, total: progress.update(task, completed=done, total=total)
+            pool, result = pipeline.simulate(
+                data, vectors, config, lambda done, total: progress.update(task, completed=done, total=total)
             )
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     digest = hashlib.sha256(Path(args.data).read_bytes()).hexdigest()
-    summary = report.summarise(
-        result,
-        engine.tie_rate_by_similarity(pool) if data.format == "responses" else None,
-        {
-            "name": Path(args.data).name,
-            "sha256": digest,
-            "format": data.format,
-            "prompts": len(data.prompts),
-            "responses": len(data.texts()),
-            "embedding_model": model,
-        },
-    )
-    paths = report.write(summary, out, f"{Path(args.data).name}, {noise.name} noise")
+    summary = pipeline.summarise(data, pool, result, pipeline.Source(Path(args.data).name, digest, model))
+    paths = pipeline.write(summary, out)
     table = Table(
         "strategy", *(f"accuracy @{b}" for b in config.budgets), "labels to random's full-budget accuracy"
     )

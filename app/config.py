@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     max_responses_per_prompt: int = Field(default=16, ge=2)
     max_text_chars: int = Field(default=100_000, ge=1)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # Budget simulations (POST /v1/simulations) are CPU-heavy: inputs over these are refused (422), a gzipped
+    # upload may unpack to at most simulation_max_input_bytes, and a running one whose worker stopped
+    # heartbeating for simulation_stale_after_seconds is marked failed by maintenance.reconcile.
+    simulation_max_prompts: int = Field(default=5_000, ge=2)
+    simulation_max_responses: int = Field(default=50_000, ge=2)
+    simulation_max_input_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    simulation_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    simulation_stale_after_seconds: int = Field(default=600, ge=1)
     # A prompt still waiting for embeddings after this long is re-enqueued by the reconciler.
     reconcile_after_seconds: int = Field(default=120, ge=1)
     reconcile_interval_seconds: float = Field(default=60.0, gt=0)

@@ -33,6 +33,7 @@ TASK_MODULES = (
     "app.neighbors.tasks",
     "app.quality.tasks",
     "app.schedules.tasks",
+    "app.simulation.tasks",
     "app.webhooks.tasks",
 )
 

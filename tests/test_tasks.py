@@ -26,6 +26,7 @@ NAMES = {
     "neighbors.sweep_redundant",
     "quality.aggregate",
     "quality.aggregate_stale",
+    "simulations.run",
     "webhooks.deliver",
     "webhooks.sweep",
 }

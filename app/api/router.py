@@ -16,6 +16,7 @@ from app.prompts.router import router as prompts_router
 from app.quality.router import router as quality_router
 from app.queue.router import router as queue_router
 from app.schedules.router import router as schedules_router
+from app.simulation.router import router as simulations_router
 from app.webhooks.router import router as webhooks_router
 
 api_router = APIRouter(prefix="/v1")
@@ -32,6 +33,7 @@ for _router in (
     quality_router,
     active_router,
     schedules_router,
+    simulations_router,
     webhooks_router,
 ):
     api_router.include_router(_router)

@@ -12,6 +12,7 @@ from app.prompts.models import Prompt, Response
 from app.quality.models import QualitySnapshot
 from app.queue.models import Assignment, Label
 from app.schedules.models import ExportSchedule
+from app.simulation.models import Simulation
 from app.webhooks.models import ExportWebhook, WebhookDelivery
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "QualitySnapshot",
     "Response",
     "RewardModelFit",
+    "Simulation",
     "WebhookDelivery",
 ]

@@ -11,6 +11,7 @@ from app.db.base import utcnow
 from app.db.session import get_database
 from app.exports import service as exports
 from app.maintenance import service
+from app.simulation import service as simulations
 from app.tasks import task
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,9 @@ log = logging.getLogger(__name__)
 # No retry (the default policy): the next tick, REAL_RECONCILE_INTERVAL_SECONDS later, is the retry.
 @task("maintenance.reconcile")
 def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
-    """Re-send embedding for prompts pending too long, exports queued too long and exports whose worker
-    died while running (stale heartbeat); record expired leases."""
+    """Re-send embedding for prompts pending too long, exports and simulations queued too long and exports
+    whose worker died while running (stale heartbeat); mark failed the simulations whose worker died; record
+    expired leases."""
     settings = get_settings()
     age = settings.reconcile_after_seconds if older_than_seconds is None else older_than_seconds
     cutoff = utcnow() - timedelta(seconds=age)
@@ -30,14 +32,21 @@ def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
     with db.session() as session:
         prompt_ids = service.pending_prompts(session, cutoff)
         export_ids = service.queued_exports(session, cutoff)
+        simulation_ids = simulations.queued_before(session, cutoff)
     # Running exports whose worker stopped heartbeating go back to queued (compare-and-set) and are re-sent.
     with db.session() as session:
         export_ids += exports.requeue_stale(session)
+    with db.session() as session:
+        stale_simulations = simulations.fail_stale(session)
     chunk = settings.embed_chunk_prompts
     for start in range(0, len(prompt_ids), chunk):
         background.dispatch("embeddings.embed_prompts", {"prompt_ids": prompt_ids[start : start + chunk]})
     for export_id in export_ids:
         background.dispatch("exports.run_export", {"export_id": export_id})
+    for simulation_id in simulation_ids:
+        background.dispatch(simulations.TASK, {"simulation_id": simulation_id})
+    if stale_simulations:
+        log.warning("simulations.stale_failed", extra={"count": stale_simulations})
     if expired:
         log.info("queue.leases_expired", extra={"count": expired})
     if prompt_ids or export_ids:
@@ -47,6 +56,8 @@ def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
     return {
         "prompts": len(prompt_ids),
         "exports": len(export_ids),
+        "simulations": len(simulation_ids),
+        "stale_simulations": stale_simulations,
         "expired_leases": expired,
         "released_flags": released_flags,
     }

@@ -30,6 +30,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from app.simulation.errors import ParameterError
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -48,7 +50,7 @@ class ConstantNoise:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError("epsilon must be in [0, 1]")
+            raise ParameterError("epsilon", "epsilon must be in [0, 1]")
 
     def resolved(self, pair_similarities: npt.ArrayLike) -> ConstantNoise:
         """The same model: nothing depends on the data."""
@@ -74,11 +76,15 @@ class SimilarityNoise:
     name: NoiseName = "similarity"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.epsilon_min <= 1.0 or not 0.0 <= self.epsilon_max <= 1.0:
-            raise ValueError("epsilon_min and epsilon_max must be in [0, 1]")
+        bounds = {"epsilon_min": self.epsilon_min, "epsilon_max": self.epsilon_max}
+        if not all(0.0 <= e <= 1.0 for e in bounds.values()):
+            raise ParameterError(
+                tuple(k for k, e in bounds.items() if not 0.0 <= e <= 1.0),
+                "epsilon_min and epsilon_max must be in [0, 1]",
+            )
         low, high = self.similarity_low, self.similarity_high
         if low is not None and high is not None and high <= low:
-            raise ValueError("similarity_high must be above similarity_low")
+            raise ParameterError("similarity_high", "similarity_high must be above similarity_low")
 
     def resolved(self, pair_similarities: npt.ArrayLike) -> SimilarityNoise:
         """This model with an unset s_low / s_high taken from the percentiles of the data's pair cosines."""
@@ -86,8 +92,9 @@ class SimilarityNoise:
         low = float(low) if self.similarity_low is None else self.similarity_low
         high = float(high) if self.similarity_high is None else self.similarity_high
         if high <= low:
-            raise ValueError(
-                f"the similarity ramp would end ({high:.3f}) before it starts ({low:.3f}); set both"
+            raise ParameterError(
+                ("similarity_low", "similarity_high"),
+                f"the similarity ramp would end ({high:.3f}) before it starts ({low:.3f}); set both",
             )
         return replace(self, similarity_low=low, similarity_high=high)
 

@@ -42,6 +42,7 @@ from app.selection.strategies import (
     uniform_hash,
 )
 from app.simulation.annotators import ConstantNoise, Labels, NoiseModel, annotate, truth
+from app.simulation.errors import ParameterError
 from app.simulation.inputs import SimulationInput
 
 FloatArray = npt.NDArray[np.float64]
@@ -109,20 +110,30 @@ class Config:
 
     def __post_init__(self) -> None:
         if not self.budgets or min(self.budgets) < 1:
-            raise ValueError("budgets must be positive label counts")
+            raise ParameterError("budgets", "budgets must be positive label counts")
         if list(self.budgets) != sorted(set(self.budgets)):
-            raise ValueError("budgets must be increasing, without repeats")
+            raise ParameterError("budgets", "budgets must be increasing, without repeats")
         unknown = [s for s in self.strategies if s not in STRATEGIES]
         if unknown or not self.strategies or len(set(self.strategies)) != len(self.strategies):
-            raise ValueError(f"strategies are distinct names among {', '.join(STRATEGIES)}; got {unknown}")
-        if self.repeats < 1 or self.round_size < 1 or self.every < 1:
-            raise ValueError("repeats, round_size and every must be at least 1")
+            raise ParameterError(
+                "strategies", f"strategies are distinct names among {', '.join(STRATEGIES)}; got {unknown}"
+            )
+        counts = {"repeats": self.repeats, "round_size": self.round_size, "every": self.every}
+        if min(counts.values()) < 1:
+            raise ParameterError(
+                tuple(k for k, v in counts.items() if v < 1),
+                "repeats, round_size and every must be at least 1",
+            )
         if not 0.0 < self.held_out < 1.0:
-            raise ValueError("held_out is a share of the prompts, strictly between 0 and 1")
+            raise ParameterError("held_out", "held_out is a share of the prompts, strictly between 0 and 1")
         if self.l2 <= 0:
-            raise ValueError("l2 must be positive")
-        if not (0.0 <= self.uncertainty_weight <= 1.0 and 0.0 <= self.novelty_weight <= 1.0):
-            raise ValueError("uncertainty_weight and novelty_weight must be in [0, 1]")
+            raise ParameterError("l2", "l2 must be positive")
+        weights = {"uncertainty_weight": self.uncertainty_weight, "novelty_weight": self.novelty_weight}
+        if not all(0.0 <= w <= 1.0 for w in weights.values()):
+            raise ParameterError(
+                tuple(k for k, w in weights.items() if not 0.0 <= w <= 1.0),
+                "uncertainty_weight and novelty_weight must be in [0, 1]",
+            )
 
     @property
     def full_budget(self) -> int:
@@ -201,10 +212,15 @@ class Annotator:
         )
 
 
+def held_out_count(p_count: int, held_out: float) -> int:
+    """How many of ``p_count`` prompts a repeat holds out: the share, rounded, at least one on each side."""
+    return min(max(1, round(p_count * held_out)), p_count - 1)
+
+
 def split(p_count: int, held_out: float, seed: int, repeat: int) -> tuple[IntArray, IntArray]:
     """(training prompts, held-out prompts), each sorted; at least one prompt on each side."""
     order = np.random.default_rng(seed_for("simulate", seed, repeat, "split")).permutation(p_count)
-    n_held = min(max(1, round(p_count * held_out)), p_count - 1)
+    n_held = held_out_count(p_count, held_out)
     return np.sort(order[n_held:]).astype(np.int64), np.sort(order[:n_held]).astype(np.int64)
 
 

@@ -23,6 +23,7 @@ magic bytes) is decompressed. Anything else is refused with an ``InputError`` th
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -173,14 +174,21 @@ def _format_of(record: dict[str, Any]) -> Format:
     )
 
 
-def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise InputError(str(path), 0, f"not a readable gzip file: {exc}") from None
-    return raw
+def decompressed(raw: bytes, name: str, max_bytes: int | None = None) -> bytes:
+    """The bytes of a file as given, gunzipped if they start with the gzip magic bytes; InputError for a
+    broken gzip file or, with ``max_bytes``, one that unpacks to more than that."""
+    if raw[:2] != _GZIP_MAGIC:
+        if max_bytes is not None and len(raw) > max_bytes:
+            raise InputError(name, 0, f"the file is over {max_bytes} bytes")
+        return raw
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            unpacked = stream.read(-1 if max_bytes is None else max_bytes + 1)
+    except (OSError, EOFError) as exc:
+        raise InputError(name, 0, f"not a readable gzip file: {exc}") from None
+    if max_bytes is not None and len(unpacked) > max_bytes:
+        raise InputError(name, 0, f"the file unpacks to over {max_bytes} bytes")
+    return unpacked
 
 
 def parse_lines(lines: list[bytes], name: str) -> SimulationInput:
@@ -229,11 +237,16 @@ def parse_lines(lines: list[bytes], name: str) -> SimulationInput:
     return SimulationInput(file_format, tuple(prompts))
 
 
+def parse_bytes(raw: bytes, name: str, max_bytes: int | None = None) -> SimulationInput:
+    """Validate a whole file's bytes (JSON Lines, optionally gzip-compressed; see ``decompressed``)."""
+    return parse_lines(decompressed(raw, name, max_bytes).splitlines(), name)
+
+
 def load(path: str | Path) -> SimulationInput:
     """Read and validate a simulator input file (JSON Lines, optionally gzip-compressed)."""
     path = Path(path)
     try:
-        raw = _read_bytes(path)
+        raw = path.read_bytes()
     except OSError as exc:
         raise InputError(str(path), 0, f"cannot read: {exc.strerror or exc}") from None
-    return parse_lines(raw.splitlines(), str(path))
+    return parse_bytes(raw, str(path))

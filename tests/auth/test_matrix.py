@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -9,6 +12,7 @@ import pytest
 from app.main import create_app
 from tests.auth.world import build_world
 from tests.conftest import ADMIN_KEY
+from tests.simulation.jobs import TINY_INPUT, TINY_PARAMETERS
 
 CALLERS = [
     "anonymous",
@@ -40,6 +44,19 @@ def row(
 
 
 ADMIN_ONLY = row(200, 403, 403, 403, 403)
+
+
+@dataclass(frozen=True)
+class Multipart:
+    """A multipart/form-data body: form fields and files (name → (file name, bytes, media type))."""
+
+    fields: dict[str, str]
+    files: dict[str, tuple[str, bytes, str]]
+
+
+SIMULATION_UPLOAD = Multipart(
+    {"parameters": json.dumps(TINY_PARAMETERS)}, {"data": ("tiny.jsonl", TINY_INPUT, "application/x-ndjson")}
+)
 PROJECT_READ = row(200, 200, 404, 403, 403)
 
 # (method, path template) → (request body, expected status per caller)
@@ -102,6 +119,11 @@ MATRIX: dict[tuple[str, str], tuple[Any, dict[str, int]]] = {
     ("GET", "/v1/projects/{project_id}/neighbors/stats"): (None, PROJECT_READ),
     ("GET", "/v1/projects/{project_id}/reward-model"): (None, PROJECT_READ),
     ("POST", "/v1/projects/{project_id}/reward-model/refit"): (None, row(202, 202, 404, 403, 403)),
+    # Simulations belong to the principal that asked (here data_team_own); admins see all of them.
+    ("POST", "/v1/simulations"): (SIMULATION_UPLOAD, row(202, 202, 202, 403, 403)),
+    ("GET", "/v1/simulations"): (None, row(200, 200, 200, 403, 403)),
+    ("GET", "/v1/simulations/{simulation_id}"): (None, PROJECT_READ),
+    ("GET", "/v1/simulations/{simulation_id}/files/{file_name}"): (None, PROJECT_READ),
 }
 
 
@@ -127,11 +149,14 @@ def test_status(route: tuple[str, str], caller: str, client: Any, db: Any, recor
         job_id=world.ids["job"],
         assignment_id=world.ids["assignment_a"],
         export_id=world.ids["export"],
+        simulation_id=world.ids["simulation"],
+        file_name="simulation.md",
         name="spare",
     )
     key = world.keys[caller]
     headers = {"Authorization": f"Bearer {key}"} if key else {"Authorization": ""}
-    response = client.request(method, path, json=body, headers=headers)
+    sent = {"data": body.fields, "files": body.files} if isinstance(body, Multipart) else {"json": body}
+    response = client.request(method, path, headers=headers, **sent)
     assert response.status_code == expected[caller], response.text
     if response.status_code >= 400:
         assert response.headers["content-type"] == "application/problem+json"

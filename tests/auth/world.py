@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,7 @@ from sqlalchemy import select
 
 from app.auth import service as auth
 from app.auth.context import BOOTSTRAP_ADMIN
-from app.auth.models import Role
+from app.auth.models import Principal, Role
 from app.config import get_settings
 from app.db.base import utcnow
 from app.embeddings.codec import to_bytes
@@ -28,6 +30,7 @@ from app.schedules.schemas import ExportScheduleSet
 from app.webhooks import service as webhooks
 from app.webhooks.schemas import ExportWebhookSet
 from tests.factories import make_pairs, make_project
+from tests.simulation.jobs import finished_simulation
 
 
 @dataclass
@@ -92,6 +95,9 @@ def build_world(db: Any) -> World:
         claimed = queue.claim(session, p, "annotator_a", utcnow())
         assert not isinstance(claimed, str)
         export = exports.create(session, BOOTSTRAP_ADMIN, p, ExportRequest())
+        # A finished simulation of data_team_own's (simulations belong to a principal, not to a project).
+        owner = session.scalars(select(Principal).where(Principal.name == "data_team_own")).one()
+        simulation = finished_simulation(session, owner, Path(tempfile.mkdtemp(prefix="real-align-test-")))
         world.ids.update(
             project=p.id,
             other_project=q.id,
@@ -102,6 +108,7 @@ def build_world(db: Any) -> World:
             job=job.id,
             assignment_a=claimed.assignment.id,
             export=export.id,
+            simulation=simulation,
         )
     export_tasks.run_export(str(world.ids["export"]))
     with db.session() as session:

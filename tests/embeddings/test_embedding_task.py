@@ -72,6 +72,8 @@ def test_reconcile_resends_prompts_left_pending(client: Any, db: Any, recorded_t
     assert reconcile(older_than_seconds=3600) == {
         "prompts": 0,
         "exports": 0,
+        "simulations": 0,
+        "stale_simulations": 0,
         "expired_leases": 0,
         "released_flags": 0,
     }
