@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     reward_min_pairs: int = Field(default=10, ge=2)
     reward_l2: float = Field(default=1.0, gt=0)
     reward_cv_folds: int = Field(default=5, ge=2, le=20)
+    # Browser sign-in (/sign-in): how long a session cookie lasts (the key's own expiry and revocation
+    # still apply on every request), and whether it is Secure (None: when the request came over https;
+    # set true behind a TLS-terminating proxy that forwards plain http).
+    session_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
+    session_cookie_secure: bool | None = None
     log_level: str = "INFO"
     log_json: bool | None = None
     # SQLite is one file on one machine; a broker means workers elsewhere. Allowed only for tests.

@@ -79,6 +79,11 @@ class Forbidden(DomainError):
     title = "Not allowed"
 
 
+class CsrfFailed(Forbidden):
+    code = "csrf_failed"
+    title = "Missing or wrong CSRF token for this session"
+
+
 class Conflict(DomainError):
     status = 409
     code = "conflict"

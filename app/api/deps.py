@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.api.clock import NowDep
-from app.auth import guard
+from app.auth import guard, session_cookie
 from app.auth.context import Caller
 from app.auth.guard import ANNOTATOR_ROLES, Credentials, check_role
 from app.auth.models import Role
@@ -24,11 +24,15 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 
 
 def credentials_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Credentials:
-    """The request's credentials as plain values."""
+    """The request's credentials as plain values: every route, the queue's one-statement lane included,
+    reads the bearer key and the browser's session cookie (with its CSRF header) here."""
     return Credentials(
         key=credentials.credentials if credentials is not None else None,
         bootstrap_key=request.app.state.admin_key,
         client=request.client.host if request.client else "unknown",
+        session=request.cookies.get(session_cookie.SESSION_COOKIE),
+        csrf_token=request.headers.get(session_cookie.CSRF_HEADER),
+        changes_state=request.method not in session_cookie.SAFE_METHODS,
     )
 
 

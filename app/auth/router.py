@@ -13,9 +13,18 @@ from app.api.pagination import CursorQuery, LimitQuery, Page
 from app.api.responses import problems
 from app.auth import service
 from app.auth.models import ApiKey, Principal, Role
-from app.auth.schemas import KeyCreate, KeyCreated, KeyRead, MeRead, PrincipalRead, PrincipalUpdate
+from app.auth.schemas import (
+    KeyCreate,
+    KeyCreated,
+    KeyRead,
+    MeRead,
+    MyProjectRead,
+    PrincipalRead,
+    PrincipalUpdate,
+)
 from app.config import get_settings
 from app.errors import InvalidInput
+from app.projects import service as projects
 
 router = APIRouter(tags=["keys"])
 
@@ -92,4 +101,14 @@ def me(caller: CallerDep) -> MeRead:
         projects=sorted(caller.projects, key=str),
         key_id=caller.key_id,
         reviewer=caller.reviewer,
+    )
+
+
+@router.get("/me/projects", response_model=Page[MyProjectRead], responses=problems())
+def my_projects(
+    session: SessionDep, caller: CallerDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[MyProjectRead]:
+    """The projects the caller may work on now (not archived), oldest first: what the annotator page lists."""
+    return projects.list_workable(session, caller, limit=limit, cursor=cursor).page(
+        MyProjectRead.model_validate
     )

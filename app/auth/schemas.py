@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.auth.models import Role
 from app.schemas import Input, NoNulStr
@@ -66,3 +66,32 @@ class MeRead(BaseModel):
     projects: list[uuid.UUID]
     reviewer: bool
     key_id: uuid.UUID | None
+
+
+class MyProjectRead(BaseModel):
+    """A project as the people who work on it see it (no budget or selection settings)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    instructions: str
+    lease_ttl_seconds: int
+    gold_rate: float
+
+
+class SessionCreate(Input):
+    key: NoNulStr = Field(min_length=1, max_length=200, description="Your API key.")
+
+
+class SessionRead(BaseModel):
+    name: str
+    role: Role
+    projects: list[uuid.UUID]
+    reviewer: bool
+    key_id: uuid.UUID
+    expires_at: datetime = Field(description="When the session cookie stops working (sign in again then).")
+    csrf_token: str = Field(
+        description="Send it as `X-CSRF-Token` with every state-changing request made with the cookie "
+        "(also readable from the `real_csrf` cookie)."
+    )

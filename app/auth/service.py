@@ -6,6 +6,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Row, bindparam, exists, select, update
 from sqlalchemy.orm import Session
@@ -135,21 +136,21 @@ _ADMIN_KEY_EXISTS = select(
     .where(ApiKey.revoked_at.is_(None))
     .where((ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > bindparam("b_now", type_=UTCDateTime())))
 )
-_KEY_LOOKUP = (
-    select(
-        ApiKey.id,
-        ApiKey.revoked_at,
-        ApiKey.expires_at,
-        ApiKey.last_used_at,
-        Principal.id,
-        Principal.name,
-        Principal.role,
-        Principal.projects,
-        Principal.reviewer,
-    )
-    .join(Principal, Principal.id == ApiKey.principal_id)
-    .where(ApiKey.key_hash == bindparam("b_hash"))
-)
+_KEY_COLUMNS = select(
+    ApiKey.id,
+    ApiKey.revoked_at,
+    ApiKey.expires_at,
+    ApiKey.last_used_at,
+    Principal.id,
+    Principal.name,
+    Principal.role,
+    Principal.projects,
+    Principal.reviewer,
+    ApiKey.key_hash,
+).join(Principal, Principal.id == ApiKey.principal_id)
+_KEY_LOOKUP = _KEY_COLUMNS.where(ApiKey.key_hash == bindparam("b_hash"))
+# A signed-in browser session names its key by id (app/auth/session_cookie.py); the same checks follow.
+_KEY_BY_ID = _KEY_COLUMNS.where(ApiKey.id == bindparam("b_id"))
 
 
 def _active_admin_key_exists(session: Session, now: datetime) -> bool:
@@ -168,9 +169,22 @@ def authenticate(
         raise Unauthorized("malformed API key")
     key_hash = keys.hash_key(raw, settings.secret_key.get_secret_value())
     found = session.connection().execute(_KEY_LOOKUP, {"b_hash": key_hash}).first()
+    return _caller_of_key(session, found, now)
+
+
+def authenticate_key_id(session: Session, key_id: uuid.UUID, now: datetime) -> Caller:
+    """The caller behind a signed-in session's key; 401 once the key is unknown, revoked or expired."""
+    found = session.connection().execute(_KEY_BY_ID, {"b_id": key_id}).first()
+    return _caller_of_key(session, found, now)
+
+
+def _caller_of_key(session: Session, found: Any, now: datetime) -> Caller:
+    """The checks every way of presenting a key goes through: it exists, is not revoked, has not expired."""
     if found is None:
         raise Unauthorized("unknown API key")
-    key_id, revoked_at, expires_at, last_used_at, principal_id, name, role, projects, reviewer = found
+    key_id, revoked_at, expires_at, last_used_at, principal_id, name, role, projects, reviewer, key_hash = (
+        found
+    )
     if revoked_at is not None:
         raise Unauthorized("this API key was revoked")
     if expires_at is not None and expires_at <= now:

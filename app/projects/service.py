@@ -71,6 +71,12 @@ def list_visible(session: Session, caller: Caller, *, limit: int, cursor: str | 
     return paginate(session, query, Project.id, limit=limit, cursor=cursor)
 
 
+def list_workable(session: Session, caller: Caller, *, limit: int, cursor: str | None) -> PageRows[Project]:
+    """A page of the projects the caller may see that take work (not archived), oldest first."""
+    query = select(Project).where(visible_filter(caller), Project.status != ProjectStatus.ARCHIVED)
+    return paginate(session, query, Project.id, limit=limit, cursor=cursor)
+
+
 def get(session: Session, caller: Caller, project_id: uuid.UUID, *, include_archived: bool = True) -> Project:
     """A project the caller may see, or 404 (the same answer whether it is missing or someone else's)."""
     project = session.get(Project, project_id)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Query, status
+from pydantic import AwareDatetime, BaseModel, Field
 
-from app.api.deps import DataTeamDep, ReviewerDep, SessionDep
+from app.api.clock import NowDep
+from app.api.deps import AnnotatorDep, DataTeamDep, ReviewerDep, SessionDep
 from app.api.responses import problems
-from app.projects.deps import ProjectDep, ReviewProjectDep
+from app.projects import service as projects
+from app.projects.deps import ProjectDep, ProjectIdPath, ReviewProjectDep
 from app.quality import service
 from app.schemas import Input, NoNulStr
 
@@ -105,6 +107,41 @@ class ReviewRead(BaseModel):
     created_at: datetime
 
 
+class ProgressRead(BaseModel):
+    annotator: str
+    since: datetime
+    labels_since: int = Field(description="Your labels stored since `since` (withdrawn ones not counted).")
+    skips_since: int
+    labels_total: int
+    gold_enabled: bool = Field(description="The project mixes gold checks into claims (gold_rate > 0).")
+    gold_answered: int
+    gold_correct: int
+    gold_accuracy: float | None
+
+
+class ReviewResponse(BaseModel):
+    id: uuid.UUID
+    text: str
+
+
+class ReviewLabel(BaseModel):
+    side: Verdict = Field(description="In pair terms: a / b name response_a / response_b.")
+    confidence: int | None
+    rationale: str | None
+
+
+class ReviewPairRead(BaseModel):
+    pair_id: uuid.UUID
+    prompt: str | list[dict[str, Any]]
+    instructions: str
+    response_a: ReviewResponse
+    response_b: ReviewResponse
+    labels: list[ReviewLabel]
+    outcome: Literal["a", "b", "tie", "both_bad", "undecided"] | None
+    agreement: float | None
+    review_verdict: Verdict | None
+
+
 class GoldSet(Input):
     answer: Verdict | None = Field(description="The known answer in pair terms; null unmarks the pair.")
 
@@ -179,6 +216,29 @@ def review(
         note=row.note,
         created_at=row.created_at,
     )
+
+
+@router.get("/progress", response_model=ProgressRead, responses=problems(404))
+def progress(
+    project_id: ProjectIdPath,
+    session: SessionDep,
+    caller: AnnotatorDep,
+    now: NowDep,
+    since: Annotated[
+        AwareDatetime | None,
+        Query(description="Count labels and skips from here (the start of your day); default: 00:00 UTC."),
+    ] = None,
+) -> Any:
+    """Your own progress in a project: labels and skips today, labels in all, gold accuracy."""
+    project = projects.get(session, caller, project_id)
+    start = since if since is not None else now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return service.progress(session, project, caller.name, start)
+
+
+@router.get("/pairs/{pair_id}/review", response_model=ReviewPairRead, responses=problems(404))
+def review_pair(project: ReviewProjectDep, pair_id: uuid.UUID, session: SessionDep) -> Any:
+    """A pair to review: its prompt, both responses (pair terms), its labels and what they decide."""
+    return service.review_pair(session, project, pair_id)
 
 
 @router.put("/pairs/{pair_id}/gold", response_model=GoldRead, responses=problems(404))

@@ -44,6 +44,7 @@ from app.quality.agreement import (
 )
 from app.quality.dawid_skene import dawid_skene
 from app.quality.models import QualitySnapshot
+from app.queue import repository as queue_repository
 from app.queue.models import Assignment, AssignmentStatus, Label
 
 log = logging.getLogger(__name__)
@@ -371,3 +372,81 @@ def annotator_stats(session: Session, project: Project) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def progress(session: Session, project: Project, annotator: str, since: datetime) -> dict[str, Any]:
+    """One annotator's own progress in a project: labels and skips since a time (the start of their day),
+    labels in all, and their gold answers (correct when the label's pair side is the gold answer)."""
+    labels_since = session.scalar(
+        select(func.count())
+        .select_from(Label)
+        .where(Label.project_id == project.id, Label.annotator == annotator, Label.labeled_at >= since)
+    )
+    labels_total = session.scalar(
+        select(func.count())
+        .select_from(Label)
+        .where(Label.project_id == project.id, Label.annotator == annotator)
+    )
+    skips_since = session.scalar(
+        select(func.count())
+        .select_from(Assignment)
+        .where(
+            Assignment.project_id == project.id,
+            Assignment.annotator == annotator,
+            Assignment.status == AssignmentStatus.SKIPPED,
+            Assignment.ended_at >= since,
+        )
+    )
+    answers = [
+        outcome.pair_side(choice, shown_first, a_id) == gold_answer
+        for choice, shown_first, a_id, gold_answer in session.execute(
+            select(*SIDE_COLUMNS, Pair.gold_answer)
+            .join(Pair, Pair.id == Label.pair_id)
+            .where(
+                Label.project_id == project.id, Label.annotator == annotator, Pair.gold_answer.is_not(None)
+            )
+        )
+    ]
+    return {
+        "annotator": annotator,
+        "since": since,
+        "labels_since": int(labels_since or 0),
+        "skips_since": int(skips_since or 0),
+        "labels_total": int(labels_total or 0),
+        "gold_enabled": project.gold_rate > 0,
+        "gold_answered": len(answers),
+        "gold_correct": sum(answers),
+        "gold_accuracy": sum(answers) / len(answers) if answers else None,
+    }
+
+
+def review_pair(session: Session, project: Project, pair_id: uuid.UUID) -> dict[str, Any]:
+    """A pair as a reviewer sees it: the prompt, both responses in pair terms (no model names), its labels
+    in pair terms, and what they decide now."""
+    pair = _pair(session, project, pair_id)
+    shown = queue_repository.shown_pair(session, pair.id)
+    labels = [
+        {
+            "side": outcome.pair_side(choice, shown_first, a_id),
+            "confidence": confidence,
+            "rationale": rationale,
+        }
+        for choice, shown_first, a_id, confidence, rationale in session.execute(
+            select(*SIDE_COLUMNS, Label.confidence, Label.rationale)
+            .join(Pair, Pair.id == Label.pair_id)
+            .where(Label.pair_id == pair.id)
+            .order_by(Label.labeled_at)
+        )
+    ]
+    decided = label_repository.outcomes(session, [pair], project.annotations_per_pair)[pair.id]
+    return {
+        "pair_id": pair.id,
+        "prompt": shown.prompt,
+        "instructions": project.instructions,
+        "response_a": {"id": shown.response_a_id, "text": shown.response_a_text},
+        "response_b": {"id": shown.response_b_id, "text": shown.response_b_text},
+        "labels": labels,
+        "outcome": outcome.stored(decided),
+        "agreement": decided.agreement,
+        "review_verdict": pair.review_verdict,
+    }

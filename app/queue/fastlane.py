@@ -3,11 +3,11 @@
 claim_request / label_request (called by app/queue/router.py in one thread hop, with the request's
 credentials as plain values) send a request down the lane when it can take it: Postgres, a well-formed API
 key that is not the bootstrap admin key, and (for a claim) no `annotator` on behalf of someone else;
-anything else runs as a unit of work (auth, service, commit). The SQL functions real_queue_claim_as /
-real_queue_label_as resolve the key by its HMAC, apply the checks of app/auth/service.authenticate, the
-annotator role check and the project or assignment visibility check, then run real_queue_claim /
-real_queue_label, the same functions the unit-of-work path calls. Each runs in autocommit: one statement,
-one transaction, no BEGIN or COMMIT round trips.
+anything else (a browser's session cookie included) runs as a unit of work (auth, service, commit). The SQL
+functions real_queue_claim_as / real_queue_label_as resolve the key by its HMAC, apply the checks of
+app/auth/service.authenticate, the annotator role check and the project or assignment visibility check,
+then run real_queue_claim / real_queue_label, the same functions the unit-of-work path calls. Each runs in
+autocommit: one statement, one transaction, no BEGIN or COMMIT round trips.
 
 Errors are the same domain errors as on the other path (401 and the failed-authentication count, 403, 404,
 409, 429); the per-key rate limit is counted before the work (against the key's HMAC, the counter every

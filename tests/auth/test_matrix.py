@@ -67,6 +67,10 @@ MATRIX: dict[tuple[str, str], tuple[Any, dict[str, int]]] = {
     ("PATCH", "/v1/principals/{name}"): ({"reviewer": True}, ADMIN_ONLY),
     ("GET", "/v1/me"): (None, row(200, 200, 200, 200, 200)),
     ("GET", "/v1/audit"): (None, ADMIN_ONLY),
+    ("GET", "/v1/me/projects"): (None, row(200, 200, 200, 200, 200)),
+    # Sign-in takes the key from the bearer header when the body has none; sign-out answers anyone.
+    ("POST", "/v1/session"): (None, row(201, 201, 201, 201, 201)),
+    ("DELETE", "/v1/session"): (None, {caller: 204 for caller in CALLERS}),
     ("POST", "/v1/projects"): ({"name": "new"}, row(201, 201, 201, 403, 403)),
     ("GET", "/v1/projects"): (None, row(200, 200, 200, 403, 403)),
     ("GET", "/v1/projects/{project_id}"): (None, PROJECT_READ),
@@ -81,6 +85,11 @@ MATRIX: dict[tuple[str, str], tuple[Any, dict[str, int]]] = {
         {"verdict": "a"},
         row(201, 201, 404, 403, 403, reviewer=201),
     ),
+    ("GET", "/v1/projects/{project_id}/pairs/{pair_id}/review"): (
+        None,
+        row(200, 200, 404, 403, 403, reviewer=200),
+    ),
+    ("GET", "/v1/projects/{project_id}/progress"): (None, row(200, 403, 403, 200, 200)),
     ("PUT", "/v1/projects/{project_id}/pairs/{pair_id}/gold"): (
         {"answer": "b"},
         row(200, 200, 404, 403, 403),
