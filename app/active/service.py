@@ -14,7 +14,7 @@ from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.active import acquisition, reward_model
@@ -152,6 +152,15 @@ def fit_project(session: Session, project: Project, now: datetime) -> RewardMode
         weights=to_bytes(model.weights),
     )
     session.add(row)
+    # Each pair's out-of-fold P(response_a wins): the evidence the label-error suspects weigh
+    # (app/active/suspects.py). One executemany.
+    session.execute(
+        update(Pair),
+        [
+            {"id": pair_id, "model_p_a": round(float(p), 6), "model_version": version}
+            for pair_id, p in zip(data.pair_ids, cv.probabilities, strict=True)
+        ],
+    )
     session.flush()
     log.info(
         "active.reward_model_fitted",

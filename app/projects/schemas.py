@@ -26,6 +26,11 @@ SKIP_REDUNDANT_HELP = (
     "already have a label: it becomes `redundant` and is never claimed. Turning it off queues them again."
 )
 
+EXTRA_LABELS_HELP = (
+    "How many labels beyond annotations_per_pair one pair may be asked for (POST "
+    ".../pairs/{pair_id}/requeue, e.g. on a suspected label error); each spends one label of the budget."
+)
+
 
 class ProjectCreate(Input):
     name: NoNulStr = Field(min_length=1, max_length=200)
@@ -56,6 +61,7 @@ class ProjectCreate(Input):
     gold_min_accuracy: float = Field(default=0.7, ge=0, le=1)
     review_agreement_threshold: float = Field(default=0.6, ge=0, le=1)
     skip_redundant_pairs: StrictBool = Field(default=False, description=SKIP_REDUNDANT_HELP)
+    max_extra_labels_per_pair: StrictInt = Field(default=1, ge=0, le=20, description=EXTRA_LABELS_HELP)
 
 
 class ProjectUpdate(Input):
@@ -76,6 +82,9 @@ class ProjectUpdate(Input):
     gold_min_accuracy: float | None = Field(default=None, ge=0, le=1)
     review_agreement_threshold: float | None = Field(default=None, ge=0, le=1)
     skip_redundant_pairs: StrictBool | None = Field(default=None, description=SKIP_REDUNDANT_HELP)
+    max_extra_labels_per_pair: StrictInt | None = Field(
+        default=None, ge=0, le=20, description=EXTRA_LABELS_HELP
+    )
 
 
 class ProjectRead(BaseModel):
@@ -94,6 +103,7 @@ class ProjectRead(BaseModel):
     gold_min_accuracy: float
     review_agreement_threshold: float
     skip_redundant_pairs: bool
+    max_extra_labels_per_pair: int
     embedding_model: str
     status: ProjectStatus
     created_at: datetime

@@ -109,6 +109,7 @@ def update(session: Session, caller: Caller, project: Project, body: ProjectUpda
         "gold_min_accuracy",
         "review_agreement_threshold",
         "skip_redundant_pairs",
+        "max_extra_labels_per_pair",
     ):
         if field in changes and changes[field] is None:
             raise InvalidInput(f"{field} cannot be null", field=field)

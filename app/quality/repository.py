@@ -75,13 +75,17 @@ def save_snapshot(session: Session, values: dict[str, Any]) -> None:
 
 
 def needs_review(project: Project) -> list[ColumnElement[bool]]:
-    """Pairs with two or more labels that are undecided or agree little, not reviewed, not gold."""
+    """Pairs not reviewed, not gold, that a data team sent to review (POST .../requeue) or that have two or
+    more labels and are undecided or agree little."""
     return [
         Pair.project_id == project.id,
-        Pair.labels_count >= 2,
         Pair.review_verdict.is_(None),
         Pair.gold_answer.is_(None),
-        (Pair.outcome == UNDECIDED) | (Pair.agreement < project.review_agreement_threshold),
+        Pair.review_requested_at.is_not(None)
+        | (
+            (Pair.labels_count >= 2)
+            & ((Pair.outcome == UNDECIDED) | (Pair.agreement < project.review_agreement_threshold))
+        ),
     ]
 
 
