@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from app.active.router import router as active_router
 from app.audit.router import router as audit_router
 from app.auth.router import router as auth_router
+from app.dashboard.router import router as dashboard_router
 from app.auth.session_router import router as session_router
 from app.exports.router import router as exports_router
 from app.jobs.router import router as jobs_router
@@ -34,6 +35,7 @@ for _router in (
     neighbors_router,
     quality_router,
     active_router,
+    dashboard_router,
     schedules_router,
     simulations_router,
     webhooks_router,

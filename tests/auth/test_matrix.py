@@ -128,6 +128,9 @@ MATRIX: dict[tuple[str, str], tuple[Any, dict[str, int]]] = {
     ("GET", "/v1/projects/{project_id}/neighbors/stats"): (None, PROJECT_READ),
     ("GET", "/v1/projects/{project_id}/reward-model"): (None, PROJECT_READ),
     ("POST", "/v1/projects/{project_id}/reward-model/refit"): (None, row(202, 202, 404, 403, 403)),
+    ("GET", "/v1/projects/{project_id}/dashboard"): (None, PROJECT_READ),
+    ("GET", "/v1/projects/{project_id}/dashboard/timeline"): (None, PROJECT_READ),
+    ("GET", "/v1/projects/{project_id}/dashboard/similarity"): (None, PROJECT_READ),
     ("GET", "/v1/projects/{project_id}/suspects"): (None, row(200, 200, 404, 403, 403, reviewer=200)),
     # The world's pair has no label yet: callers that may requeue get the domain's 409.
     ("POST", "/v1/projects/{project_id}/pairs/{pair_id}/requeue"): (
