@@ -7,8 +7,8 @@ from fastapi import APIRouter
 from app.active.router import router as active_router
 from app.audit.router import router as audit_router
 from app.auth.router import router as auth_router
-from app.dashboard.router import router as dashboard_router
 from app.auth.session_router import router as session_router
+from app.dashboard.router import router as dashboard_router
 from app.exports.router import router as exports_router
 from app.jobs.router import router as jobs_router
 from app.neighbors.router import router as neighbors_router
