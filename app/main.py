@@ -12,6 +12,7 @@ from sqlalchemy import text
 import app as package
 from app.api.deps import configured_admin_key
 from app.api.router import api_router
+from app.apidocs import swagger
 from app.background import get_runner
 from app.config import get_settings
 from app.db.session import get_database
@@ -42,9 +43,11 @@ def create_app(*, admin_key: str | None = None, start_runner: bool | None = None
         "ship DPO data.",
         lifespan=lifespan,
         openapi_url="/v1/openapi.json",
-        docs_url="/docs" if docs else None,
+        docs_url=None,  # /docs is swagger.install's: FastAPI's own page loads Swagger UI from a CDN
         redoc_url=None,
     )
+    if docs:
+        swagger.install(app)
     app.state.admin_key = admin_key if admin_key is not None else configured_admin_key()
     install_handlers(app)
     app.add_middleware(RequestIdMiddleware)

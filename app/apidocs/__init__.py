@@ -1,0 +1,1 @@
+"""The interactive API docs (Swagger UI at ``/docs``), served with their assets from this package."""
