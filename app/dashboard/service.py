@@ -39,6 +39,8 @@ from app.projects.models import Project
 from app.projects.schemas import ProjectRead
 from app.quality import service as quality
 from app.quality.router import AnnotatorRead, QualityRead
+from app.queue import budget
+from app.queue import repository as queue_repository
 from app.schedules import service as schedules
 from app.schedules.models import ExportSchedule
 from app.selection.service import distinct_candidates, stack
@@ -71,7 +73,7 @@ def overview(session: Session, project: Project, now: datetime) -> DashboardRead
         generated_at=now,
         project=ProjectRead.model_validate(project),
         stats=stats,
-        queue=queue(session, project, now, stats.pairs_released),
+        queue=queue(session, project, now),
         leases=leases(session, project, now),
         quality=QualityRead.model_validate(quality.read_quality(session, project)),
         annotators=[AnnotatorRead.model_validate(row) for row in quality.annotator_stats(session, project)],
@@ -91,7 +93,7 @@ def overview(session: Session, project: Project, now: datetime) -> DashboardRead
     )
 
 
-def queue(session: Session, project: Project, now: datetime, pairs_released: int) -> QueueRead:
+def queue(session: Session, project: Project, now: datetime) -> QueueRead:
     """Pairs by state, open and leased slots, and what could be handed out now."""
     by_status = repository.pairs_by_status(session, project.id)
 
@@ -99,8 +101,9 @@ def queue(session: Session, project: Project, now: datetime, pairs_released: int
         return by_status.get((status, False), 0)
 
     open_slots = repository.open_slots(session, project.id, now)
-    max_pairs = project.max_pairs
-    budget_left = None if max_pairs is None else max(max_pairs - pairs_released, 0)
+    budget_left = budget.pairs_left(
+        project.budget, project.annotations_per_pair, queue_repository.spent(session, project.id)
+    )
     free_released = open_slots.pairs.get((True, False), 0)
     free_unreleased = open_slots.pairs.get((False, False), 0)
     return QueueRead(

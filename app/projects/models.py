@@ -85,13 +85,6 @@ class Project(TimestampMixin, Base):
         UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow
     )
 
-    @property
-    def max_pairs(self) -> int | None:
-        """How many pairs the budget can ever release (None = unlimited)."""
-        if self.budget is None:
-            return None
-        return self.budget // self.annotations_per_pair
-
 
 class ProjectBudget(Base):
     """A project's budget counter: pairs handed out at least once (ProjectStats.pairs_released).

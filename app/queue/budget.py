@@ -33,3 +33,10 @@ def committed(spent: Spent, per_pair: int) -> int:
 def can_release_pair(budget: int | None, per_pair: int, spent: Spent) -> bool:
     """Whether one more pair may be released (its annotations_per_pair labels fit the budget)."""
     return budget is None or committed(spent, per_pair) + per_pair <= budget
+
+
+def pairs_left(budget: int | None, per_pair: int, spent: Spent) -> int | None:
+    """How many more pairs the budget can release (None: unlimited)."""
+    if budget is None:
+        return None
+    return max(budget - committed(spent, per_pair), 0) // per_pair

@@ -57,6 +57,8 @@ def scenario(client: Any, database: Any) -> None:
     body = asked.json()
     assert (body["changed"], body["extra_labels"], body["extra_label_pending"]) == (True, 1, True)
     assert (body["budget"], body["budget_committed"]) == (3, 2)
+    # Budget 3 = pair one's label + its extra + one more pair: the dashboard counts the extra too.
+    assert client.get(f"/v1/projects/{pid}/dashboard").json()["queue"]["budget_pairs_left"] == 1
     # A retry while the label is awaited changes nothing and spends nothing.
     again = requeue(client, pid, first, "label").json()
     assert (again["changed"], again["extra_labels"], again["budget_committed"]) == (False, 1, 2)
