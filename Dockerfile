@@ -24,12 +24,15 @@ RUN pip install --upgrade pip \
     && pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 WORKDIR /src
-# Only what the package needs; never data/ or tests/ (third-party, non-commercial data).
-COPY pyproject.toml README.md alembic.ini ./
+# The wheel holds every package of pyproject's package list (app, workers, real_align: the `export` and
+# `ingest` commands are the real_align client); never data/ or tests/ (third-party, non-commercial data).
+# tests/deploy/test_image.py builds the wheel from exactly these COPY lines and runs its commands.
+COPY pyproject.toml README.md ./
 COPY app/ ./app/
 COPY workers/ ./workers/
-COPY migrations/ ./migrations/
-RUN pip install .
+COPY real_align/ ./real_align/
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+    && pip install /wheels/*.whl
 
 ############################
 # Runtime stage
@@ -42,11 +45,11 @@ RUN groupadd --system --gid 10001 real \
     && chown -R real:real /var/lib/real-align
 
 COPY --from=build /opt/venv /opt/venv
+# The code is the installed wheel; /app (the working directory) holds the migrations `real-align migrate`
+# runs (app/migrate.py project_root).
 WORKDIR /app
-COPY --from=build --chown=real:real /src/alembic.ini ./alembic.ini
-COPY --from=build --chown=real:real /src/migrations ./migrations
-COPY --from=build --chown=real:real /src/app ./app
-COPY --from=build --chown=real:real /src/workers ./workers
+COPY --chown=real:real alembic.ini ./alembic.ini
+COPY --chown=real:real migrations/ ./migrations/
 
 ENV PATH="/opt/venv/bin:$PATH" \
     HF_HUB_OFFLINE=1 \

@@ -9,14 +9,18 @@ from alembic.config import Config
 
 from app.config import get_settings
 
-_ROOT = Path(__file__).resolve().parent.parent
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def project_root() -> Path:
+    """The folder that holds alembic.ini and migrations/: the checkout beside the app package, or, for an
+    installed wheel (the image's /app), the working directory."""
+    return _CHECKOUT if (_CHECKOUT / "alembic.ini").exists() else Path.cwd()
 
 
 def alembic_config(database_url: str | None = None) -> Config:
-    """An Alembic config for the migrations folder beside the app package (or in the working dir)."""
-    ini = _ROOT / "alembic.ini"
-    if not ini.exists():
-        ini = Path.cwd() / "alembic.ini"
+    """An Alembic config for the migrations folder of project_root()."""
+    ini = project_root() / "alembic.ini"
     config = Config(str(ini))
     config.set_main_option("script_location", str(ini.parent / "migrations"))
     config.attributes["database_url"] = database_url or get_settings().database_url

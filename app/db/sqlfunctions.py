@@ -13,9 +13,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from app.migrate import project_root
+
 SOURCES = {"real_queue_": Path(__file__).resolve().parent.parent / "queue" / "sql"}
-FROZEN = ROOT / "migrations" / "sql"
+# Beside migrations/versions wherever they are (an installed wheel has no checkout above the package).
+FROZEN = project_root() / "migrations" / "sql"
 
 
 def read(directory: Path) -> dict[str, str]:
