@@ -1,4 +1,4 @@
-"""Python client for real-align: create projects, ingest prompts, wait, and load DPO exports.
+"""Python client for real-align: create projects, ingest prompts, wait, label pairs, load DPO exports.
 
     from real_align import Client
 
@@ -14,24 +14,44 @@ __version__ = "0.1.0"
 
 from real_align.client import Client  # noqa: E402
 from real_align.errors import (  # noqa: E402
+    ActiveLeaseLimitError,
+    AlreadyLabeledError,
     AuthenticationError,
     BadRequestError,
     ChecksumMismatchError,
     ConflictError,
     ExportFailedError,
+    IdempotencyKeyReusedError,
     InvalidInputError,
+    LeaseExpiredError,
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
     RateLimitedError,
     RealAlignError,
+    RenewalLimitError,
     ServerError,
     TransportError,
+    UndoRefusedError,
     WaitTimeoutError,
 )
-from real_align.models import Export, IngestConflict, IngestResult, Project, ProjectStats  # noqa: E402
+from real_align.models import (  # noqa: E402
+    Assignment,
+    Export,
+    IngestConflict,
+    IngestResult,
+    Label,
+    Lease,
+    NothingToClaim,
+    Project,
+    ProjectStats,
+    ShownResponse,
+)
 
 __all__ = [
+    "ActiveLeaseLimitError",
+    "AlreadyLabeledError",
+    "Assignment",
     "AuthenticationError",
     "BadRequestError",
     "ChecksumMismatchError",
@@ -39,18 +59,26 @@ __all__ = [
     "ConflictError",
     "Export",
     "ExportFailedError",
+    "IdempotencyKeyReusedError",
     "IngestConflict",
     "IngestResult",
     "InvalidInputError",
+    "Label",
+    "Lease",
+    "LeaseExpiredError",
     "NotFoundError",
+    "NothingToClaim",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "Project",
     "ProjectStats",
     "RateLimitedError",
     "RealAlignError",
+    "RenewalLimitError",
     "ServerError",
+    "ShownResponse",
     "TransportError",
+    "UndoRefusedError",
     "WaitTimeoutError",
     "__version__",
 ]

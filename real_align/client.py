@@ -29,7 +29,20 @@ from real_align.errors import (
     WaitTimeoutError,
     error_for_status,
 )
-from real_align.models import Export, IngestConflict, IngestResult, Manifest, Project, ProjectStats
+from real_align.models import (
+    Assignment,
+    Choice,
+    Export,
+    IngestConflict,
+    IngestResult,
+    Label,
+    Lease,
+    Manifest,
+    NothingToClaim,
+    Project,
+    ProjectStats,
+    ShownResponse,
+)
 from real_align.progress import bar
 from real_align.records import Columns, batches, rows_of, to_item
 
@@ -47,10 +60,13 @@ M = TypeVar("M", bound=BaseModel)
 _RETRY_ANY = frozenset({429, 503})
 # Statuses worth another try for requests that are safe to repeat (GETs, the ingest POST).
 _RETRY_IDEMPOTENT = frozenset({500, 502, 503, 504, 429})
+# Refusals that waiting does not cure: the caller must act first (label or give back a lease).
+_NO_RETRY_CODES = frozenset({"active_lease_limit"})
 
 
 class Client:
-    """The real-align API for data teams: projects, ingest, readiness, exports.
+    """The real-align API: projects, ingest, readiness and exports for data teams; claiming and labelling
+    pairs for annotators (an annotator key, or an LLM judge's).
 
     `retries`: how many times a request is sent again after a 429/503 (honouring Retry-After, up to
     `max_retry_after` seconds) and, for requests that are safe to repeat (GETs, and ingest, which the
@@ -349,6 +365,98 @@ class Client:
             assert isinstance(loaded, datasets.Dataset)
             return loaded
 
+    # -- annotating ----------------------------------------------------------------------------------------
+
+    def claim(self, project_id: Id, *, annotator: str | None = None) -> Assignment | NothingToClaim:
+        """Lease the next pair to label, or NothingToClaim (falsy) with the server's reason (empty,
+        budget_spent, waiting_for_embeddings) and its Retry-After. `annotator`: admin keys only, claim on
+        behalf of that annotator. Not retried after a 5xx (that could lease a second pair); an unlabelled
+        lease simply expires."""
+        body = {"annotator": annotator} if annotator is not None else None
+        response = self._request("POST", f"/projects/{project_id}/queue/claim", json=body)
+        if response.status_code == 204:
+            return NothingToClaim(
+                reason=response.headers.get("Real-Queue-Reason", "empty"),
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+            )
+        return Assignment.model_validate({**response.json(), "project_id": str(project_id)})
+
+    def assignments(
+        self, project_id: Id, *, annotator: str | None = None, timeout: float | None = None
+    ) -> Iterator[Assignment]:
+        """Claim pairs one after another until the queue is empty or the budget is spent; while the project
+        still waits for embeddings, wait as the server says (WaitTimeoutError after `timeout` seconds).
+
+        Label, skip or release each before taking the next: unlabelled leases count against the annotator's
+        cap of live leases (ActiveLeaseLimitError) until they expire."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            claimed = self.claim(project_id, annotator=annotator)
+            if isinstance(claimed, Assignment):
+                yield claimed
+                continue
+            if claimed.reason != "waiting_for_embeddings":
+                return
+            wait = claimed.retry_after if claimed.retry_after is not None else 5.0
+            self._sleep_or_timeout(deadline, wait, f"project {project_id} to have pairs", timeout)
+
+    def label(
+        self,
+        assignment: Assignment | Id,
+        choice: Choice | ShownResponse | uuid.UUID,
+        *,
+        confidence: int | None = None,
+        rationale: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Label:
+        """Label a leased pair: `choice` is "a" or "b" (the screen position that won), "tie" or "both_bad",
+        or the winning response itself (one of the assignment's, given as the Assignment).
+
+        Every call sends an Idempotency-Key (a new one unless `idempotency_key` is given) and is retried
+        after a broken connection or a 5xx: the server answers a retry with the first label (`replayed`),
+        so a retry never labels twice. Pass your own key to make retries across processes safe too.
+        LeaseExpiredError once the lease ended; AlreadyLabeledError for a different second label."""
+        if isinstance(choice, ShownResponse | uuid.UUID):
+            if not isinstance(assignment, Assignment):
+                raise ValueError("to label by response, pass the Assignment (it knows which side is which)")
+            choice = assignment.side_of(choice)
+        body: dict[str, Any] = {"choice": choice}
+        if confidence is not None:
+            body["confidence"] = confidence
+        if rationale is not None:
+            body["rationale"] = rationale
+        key = idempotency_key or f"real-align-python-{uuid.uuid4().hex}"
+        response = self._request(
+            "POST",
+            f"/assignments/{_assignment_id(assignment)}/label",
+            json=body,
+            headers={"Idempotency-Key": key},
+            idempotent=True,
+        )
+        return Label.model_validate({**response.json(), "replayed": response.status_code == 200})
+
+    def skip(self, assignment: Assignment | Id, reason: str | None = None) -> Lease:
+        """Decline the pair: it never comes back to this annotator, and costs no budget. Safe to repeat."""
+        body = {"reason": reason} if reason is not None else None
+        return self._model(
+            Lease, "POST", f"/assignments/{_assignment_id(assignment)}/skip", json=body, idempotent=True
+        )
+
+    def release(self, assignment: Assignment | Id) -> Lease:
+        """Give the pair back now (it may come to this annotator again). Safe to repeat."""
+        return self._model(
+            Lease, "POST", f"/assignments/{_assignment_id(assignment)}/release", idempotent=True
+        )
+
+    def renew(self, assignment: Assignment | Id) -> Lease:
+        """Extend a live lease by the project's lease TTL; RenewalLimitError past the server's cap,
+        LeaseExpiredError once it ended."""
+        return self._model(Lease, "POST", f"/assignments/{_assignment_id(assignment)}/renew")
+
+    def undo_label(self, assignment: Assignment | Id) -> None:
+        """Withdraw your last label (within the server's undo window; UndoRefusedError otherwise)."""
+        self._request("DELETE", f"/assignments/{_assignment_id(assignment)}/label")
+
     # -- internals -----------------------------------------------------------------------------------------
 
     def _columns(self, run: Export) -> list[str]:
@@ -450,6 +558,7 @@ class Client:
                 response.close()
             error = _problem(response)
             retryable = response.status_code in (_RETRY_IDEMPOTENT if idempotent else _RETRY_ANY)
+            retryable = retryable and error.code not in _NO_RETRY_CODES
             if retryable and attempt < self.retries:
                 wait = error.retry_after if error.retry_after is not None else self._backoff(attempt)
                 if wait <= self.max_retry_after:
@@ -505,9 +614,10 @@ def _problem(response: httpx.Response) -> RealAlignError:
     detail = body.get("detail")
     if detail is None and not body:
         detail = response.text[:500] or None
-    return error_for_status(response.status_code)(
+    code = str(body.get("code") or "http_error")
+    return error_for_status(response.status_code, code)(
         status=response.status_code,
-        code=str(body.get("code") or "http_error"),
+        code=code,
         title=str(body.get("title") or response.reason_phrase or "HTTP error"),
         detail=None if detail is None else str(detail),
         field=first.get("field"),
@@ -515,6 +625,10 @@ def _problem(response: httpx.Response) -> RealAlignError:
         problem=body,
         retry_after=_retry_after(response.headers.get("Retry-After")),
     )
+
+
+def _assignment_id(assignment: Assignment | Id) -> str:
+    return str(assignment.assignment_id if isinstance(assignment, Assignment) else assignment)
 
 
 def _transport_error(exc: httpx.TransportError) -> TransportError:

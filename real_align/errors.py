@@ -54,6 +54,27 @@ class ConflictError(RealAlignError):
     """409: e.g. an export that is not finished yet."""
 
 
+class LeaseExpiredError(ConflictError):
+    """409 `lease_expired`: the assignment's lease ended (expired, released, skipped, or taken over after it
+    expired), so it can no longer be labelled, renewed, released or skipped: claim again."""
+
+
+class AlreadyLabeledError(ConflictError):
+    """409 `already_labeled`: the assignment already holds a different label."""
+
+
+class IdempotencyKeyReusedError(ConflictError):
+    """409 `idempotency_key_reused`: this Idempotency-Key was sent before with another label."""
+
+
+class RenewalLimitError(ConflictError):
+    """409 `renewal_limit`: the lease was renewed as often as the server allows."""
+
+
+class UndoRefusedError(ConflictError):
+    """409 `undo_refused`: only your last label can be withdrawn, within the undo window."""
+
+
 class PayloadTooLargeError(RealAlignError):
     """413: the request body is over the server's limit (lower `max_request_bytes`)."""
 
@@ -64,6 +85,11 @@ class InvalidInputError(RealAlignError):
 
 class RateLimitedError(RealAlignError):
     """429 after the retries ran out, or with a Retry-After longer than the client will wait."""
+
+
+class ActiveLeaseLimitError(RateLimitedError):
+    """429 `active_lease_limit`: the annotator holds as many live leases as allowed; label, skip or release
+    one (not retried: waiting only helps once a lease expires, `retry_after` seconds from now)."""
 
 
 class ServerError(RealAlignError):
@@ -98,8 +124,21 @@ _BY_STATUS: dict[int, type[RealAlignError]] = {
 }
 
 
-def error_for_status(status: int) -> type[RealAlignError]:
-    """The exception class for an HTTP error status."""
+# Problem codes with an exception of their own (a subclass of their status's).
+_BY_CODE: dict[tuple[int, str], type[RealAlignError]] = {
+    (409, "lease_expired"): LeaseExpiredError,
+    (409, "already_labeled"): AlreadyLabeledError,
+    (409, "idempotency_key_reused"): IdempotencyKeyReusedError,
+    (409, "renewal_limit"): RenewalLimitError,
+    (409, "undo_refused"): UndoRefusedError,
+    (429, "active_lease_limit"): ActiveLeaseLimitError,
+}
+
+
+def error_for_status(status: int, code: str | None = None) -> type[RealAlignError]:
+    """The exception class for an HTTP error status and, where it has one of its own, problem code."""
+    if code is not None and (status, code) in _BY_CODE:
+        return _BY_CODE[status, code]
     if status >= 500:
         return ServerError
     return _BY_STATUS.get(status, RealAlignError)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -81,3 +81,85 @@ class Export(_Read):
 
 
 Manifest = dict[str, Any]
+
+Choice = Literal["a", "b", "tie", "both_bad"]
+# Why a claim found nothing (the server's Real-Queue-Reason); a newer server may add others.
+QueueReason = Literal["empty", "budget_spent", "waiting_for_embeddings"]
+
+
+class ShownResponse(_Read):
+    """One response of an assignment, as the annotator sees it (no model name)."""
+
+    id: uuid.UUID
+    text: str
+
+
+class Assignment(_Read):
+    """A pair leased to an annotator until ``lease_expires_at``: label, skip, release or renew it.
+
+    ``response_a`` and ``response_b`` are screen positions, shuffled per assignment: a label's choice "a"
+    means ``response_a`` won.
+    """
+
+    assignment_id: uuid.UUID
+    lease_expires_at: datetime
+    annotator: str
+    prompt: str | list[dict[str, Any]] = Field(
+        description="The prompt text, or chat messages {role, content}."
+    )
+    instructions: str = ""
+    response_a: ShownResponse
+    response_b: ShownResponse
+    project_id: uuid.UUID | None = Field(default=None, description="The project it was claimed in.")
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The assignment's id (``assignment_id``)."""
+        return self.assignment_id
+
+    def side_of(self, response: ShownResponse | uuid.UUID | str) -> Literal["a", "b"]:
+        """The screen position ("a" or "b") of one of this pair's responses; ValueError for another."""
+        response_id = response.id if isinstance(response, ShownResponse) else uuid.UUID(str(response))
+        if response_id == self.response_a.id:
+            return "a"
+        if response_id == self.response_b.id:
+            return "b"
+        raise ValueError(f"response {response_id} is not one of assignment {self.assignment_id}'s")
+
+
+class NothingToClaim(_Read):
+    """A claim that found no pair: why (the server's ``Real-Queue-Reason``) and when to ask again.
+
+    False in a boolean context, so ``if assignment := client.claim(project_id):`` reads naturally.
+    """
+
+    reason: QueueReason | str = Field(description="empty, budget_spent or waiting_for_embeddings")
+    retry_after: float | None = Field(default=None, description="Seconds until asking again may help.")
+
+    def __bool__(self) -> bool:
+        return False
+
+
+class Label(_Read):
+    """A stored label. ``replayed``: the server answered a retry with this first label (nothing new)."""
+
+    id: uuid.UUID
+    assignment_id: uuid.UUID
+    pair_id: uuid.UUID
+    annotator: str
+    choice: Choice
+    winner_response_id: uuid.UUID | None = None
+    shown_first_response_id: uuid.UUID | None = None
+    labeled_at: datetime
+    confidence: int | None = None
+    rationale: str | None = None
+    replayed: bool = False
+
+
+class Lease(_Read):
+    """An assignment's lease after a renew, release or skip."""
+
+    assignment_id: uuid.UUID
+    status: str = Field(description="active, released, skipped, ...")
+    lease_expires_at: datetime
+    renewals_left: int
