@@ -7,7 +7,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test fuzz install install-test lint fmt migrate clean
+.PHONY: run test fuzz install install-test chromium lint fmt migrate clean
 
 # torch==2.13.0 (CPU) goes in first: with no torch installed, sentence-transformers pulls a multi-GB CUDA build.
 $(BIN)/.installed: pyproject.toml
@@ -23,7 +23,12 @@ $(BIN)/.installed-test: $(BIN)/.installed pyproject.toml
 
 install: $(BIN)/.installed
 
-install-test: $(BIN)/.installed-test
+install-test: $(BIN)/.installed-test chromium
+
+# The browser tests' Chromium (tests/web): Debian's packages, as root (CI); elsewhere it says what to run.
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) \
+	  || echo "browser tests need Chromium: sudo apt-get install -y chromium chromium-driver"
 
 run: install
 	$(BIN)/real-align serve --demo

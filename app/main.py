@@ -18,6 +18,7 @@ from app.config import get_settings
 from app.db.session import get_database
 from app.errors import install_handlers
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SQLiteSerializeMiddleware
+from app.web.router import mount_web
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def create_app(*, admin_key: str | None = None, start_runner: bool | None = None
         app.add_middleware(SQLiteSerializeMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(api_router)
+    mount_web(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

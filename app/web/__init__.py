@@ -1,0 +1,1 @@
+"""Browser pages (sign-in, annotator page) served by the API process."""
