@@ -30,8 +30,12 @@ chromium:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) \
 	  || echo "browser tests need Chromium: sudo apt-get install -y chromium chromium-driver"
 
+# make run PORT=8080 HOST=0.0.0.0: serve elsewhere than 127.0.0.1:8000.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
 run: install
-	$(BIN)/real-align serve --demo
+	$(BIN)/real-align serve --demo --host $(HOST) --port $(PORT)
 
 test: install-test
 	@$(BIN)/python -m tests.preflight

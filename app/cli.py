@@ -19,6 +19,31 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
+def _missing_database() -> str | None:
+    """One line saying why a command that reads the database cannot start, or None when it can.
+
+    SQLite (the embedded default, ``sqlite:///./real-align.db``) resolves its file against the working
+    directory, and connecting creates an empty one: run from another folder, a command would make a stray
+    empty database and fail on its first query. `serve` and `migrate` create and migrate it; others need it.
+    """
+    from sqlalchemy.engine import make_url
+
+    from app.config import get_settings
+
+    settings = get_settings()
+    database = make_url(settings.database_url).database if settings.is_sqlite else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database).resolve()
+    if path.exists():
+        return None
+    return (
+        f"error: no database at {path} (REAL_DATABASE_URL={settings.database_url}, relative to the working "
+        "directory): run this in the folder where `real-align serve` made it, set REAL_DATABASE_URL, or "
+        "create one with `real-align migrate`"
+    )
+
+
 def _dev_admin_key() -> str:
     """REAL_BOOTSTRAP_ADMIN_KEY, or a key generated once and kept in ./.real-align-admin-key."""
     from app.config import get_settings
@@ -63,13 +88,13 @@ real-align is starting on {base}
 Admin key: {key}
 
 Next steps:
-  export KEY={key}
-  curl -s -H "Authorization: Bearer $KEY" {base}/v1/projects/{pid}/stats
-  curl -s -X POST -H "Authorization: Bearer $KEY" {base}/v1/projects/{pid}/queue/claim
+  export URL={base} KEY={key}
+  curl -s -H "Authorization: Bearer $KEY" $URL/v1/projects/{pid}/stats
+  curl -s -X POST -H "Authorization: Bearer $KEY" $URL/v1/projects/{pid}/queue/claim
   curl -s -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\
-       -d '{{"choice": "a"}}' {base}/v1/assignments/ASSIGNMENT_ID/label
-  curl -s -X POST -H "Authorization: Bearer $KEY" {base}/v1/projects/{pid}/exports
-  curl -s -H "Authorization: Bearer $KEY" {base}/v1/exports/EXPORT_ID/file
+       -d '{{"choice": "a"}}' $URL/v1/assignments/ASSIGNMENT_ID/label
+  curl -s -X POST -H "Authorization: Bearer $KEY" $URL/v1/projects/{pid}/exports
+  curl -s -H "Authorization: Bearer $KEY" $URL/v1/exports/EXPORT_ID/file
 API docs: {base}/docs
 """,
         flush=True,
@@ -86,6 +111,9 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     _setup_logging(settings.log_level)
+    if missing := _missing_database():
+        print(missing, file=sys.stderr)
+        return 2
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -179,6 +207,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
     from app.db.base import utcnow
     from app.db.session import get_database
 
+    if missing := _missing_database():
+        print(missing, file=sys.stderr)
+        return 2
     operator = Caller(name=f"cli:{os.environ.get('USER', 'operator')}", role=Role.ADMIN)
     console = Console(width=None if sys.stdout.isatty() else 240)
     db = get_database()
@@ -540,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except Exception as exc:
         from pydantic import ValidationError
+        from sqlalchemy.exc import DBAPIError
 
         from app.errors import DomainError
 
@@ -548,6 +580,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if isinstance(exc, DomainError):
             print(f"error: {exc.detail or exc.title}", file=sys.stderr)
+            return 1
+        if isinstance(exc, DBAPIError):  # unreachable, or not migrated: one line, not a traceback
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            print(
+                f"error: database: {reason} (is it running and migrated? `real-align migrate`)",
+                file=sys.stderr,
+            )
+            return 1
+        if isinstance(exc, OSError):  # an input file that is not there, a folder not writable
+            print(f"error: {exc}", file=sys.stderr)
             return 1
         raise
 
