@@ -15,7 +15,6 @@ from app.api.router import api_router
 from app.apidocs import swagger
 from app.background import get_runner
 from app.config import get_settings
-from app.dashboard.page import router as dashboard_page
 from app.db.session import get_database
 from app.errors import install_handlers
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SQLiteSerializeMiddleware
@@ -57,7 +56,6 @@ def create_app(*, admin_key: str | None = None, start_runner: bool | None = None
         app.add_middleware(SQLiteSerializeMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(api_router)
-    app.include_router(dashboard_page)
     mount_web(app)
 
     @app.get("/healthz", include_in_schema=False)

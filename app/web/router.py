@@ -19,6 +19,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from app.web import dashboard
+
 WEB = Path(__file__).resolve().parent
 STATIC = WEB / "static"
 TEMPLATES = WEB / "templates"
@@ -95,4 +97,5 @@ def home() -> RedirectResponse:
 def mount_web(app: FastAPI) -> None:
     """Add the pages and their static files to the app."""
     app.include_router(router)
+    app.include_router(dashboard.router)
     app.mount(static_prefix(), ImmutableStaticFiles(directory=STATIC), name="static")

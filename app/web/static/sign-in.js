@@ -25,7 +25,9 @@
     }
     if (response.ok) {
       form.elements.key.value = "";
-      location.assign(next);
+      // With no page asked for, data teams and admins land on the dashboard, annotators on /annotate.
+      const role = (await response.json()).role;
+      location.assign(wanted || role === "annotator" ? next : "/dashboard");
       return;
     }
     let detail = "";

@@ -398,7 +398,7 @@
       ['Leased slots', fmtInt(q.slots_leased)],
       ['Budget: pairs left to release', q.budget_pairs_left === null ? '∞' : fmtInt(q.budget_pairs_left)],
     ], '');
-    const rows = o.leases.soonest.map((l) => [l.annotator, time(l.claimed_at),
+    const rows = o.leases.soonest.map((l) => [l.annotator, time(l.claimed_at).slice(11),
       el('span', { 'data-expires': l.expires_at, text: countdown(l.expires_at) }), fmtInt(l.renewals)]);
     table('leases', `Live leases: ${o.leases.live}`, [{ label: 'Annotator' }, { label: 'Claimed' }, { label: 'Expires in', num: true }, { label: 'Renewals', num: true }],
       rows, 'No live leases.');
@@ -511,36 +511,15 @@
   }
 
   function showSignIn() {
-    document.getElementById('board').hidden = true;
-    document.getElementById('controls').hidden = true;
-    document.getElementById('sign-in').hidden = false;
-    setStatus('Sign in to see the dashboard.');
-    document.getElementById('key').focus();
-  }
-
-  async function signIn(event) {
-    event.preventDefault();
-    const input = document.getElementById('key');
-    const error = document.getElementById('sign-in-error');
-    error.textContent = '';
-    const key = input.value;
-    input.value = ''; // the key lives in no variable past this request
-    try {
-      await api('/v1/session', { method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify({ key }) });
-      document.getElementById('sign-in').hidden = true;
-      await start();
-      document.getElementById('project').focus(); // the form that had focus is gone
-    } catch (e) {
-      error.textContent = e instanceof HttpError && e.status === 401 ? 'That key was not accepted.' : `Sign-in failed: ${e.message}`;
-      input.focus();
-    }
+    // The shared sign-in page (app/web), back here afterwards.
+    window.location.replace('/sign-in?next=' + encodeURIComponent('/dashboard' + window.location.search));
   }
 
   async function signOut() {
     try {
       await api('/v1/session', { method: 'DELETE', headers: { 'X-CSRF-Token': csrfToken(), Accept: 'application/json' } });
     } finally {
-      window.location.replace('/dashboard');
+      window.location.replace('/sign-in?next=/dashboard');
     }
   }
 
@@ -587,7 +566,6 @@
   });
 
   document.addEventListener('DOMContentLoaded', () => {
-    document.getElementById('sign-in-form').addEventListener('submit', signIn);
     document.getElementById('sign-out').addEventListener('click', signOut);
     document.getElementById('refresh').addEventListener('click', () => {
       if (state.project) Promise.all([loadNumbers().catch(fail), loadSimilarity().catch(fail)]);
