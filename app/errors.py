@@ -174,10 +174,13 @@ def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
         if isinstance(item, int):
             parts.append(f"[{item}]")
         else:
-            # pydantic adds the union member's type name to the location; it is noise to a user.
+            # pydantic adds the union member's type name (`str`, `list[...]`, a model's class name) to the
+            # location; it is noise to a user (the API's own field names are snake_case).
             if item in {"str", "function-after[_check(), str]"} or str(item).startswith(
                 ("function-", "list[")
             ):
+                continue
+            if isinstance(item, str) and item[:1].isupper() and item.isidentifier():
                 continue
             parts.append(("." if parts else "") + str(item))
     return "".join(parts)

@@ -1,21 +1,69 @@
-"""Shared pieces of request schemas: strict inputs and NUL-free strings."""
+"""Shared pieces of request schemas: strict inputs, storable text and int4-sized integers.
+
+Every string a client sends is checked once, by its type: ``NoNulStr`` for plain fields, ``check_json``
+for free-form JSON (prompt metadata). Postgres refuses NUL in text, and a lone surrogate (``"\\ud800"``,
+valid in JSON, not in UTF-8) cannot be hashed, encoded or stored; both are a 422 naming the field, never
+a 500 from deep inside a service. Integers that go to an ``integer`` column are ``Int32``: beyond it
+Postgres answers "integer out of range".
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import math
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Strict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
 
 
-def _no_nul(value: str) -> str:
+def text_problem(value: str) -> str | None:
+    """Why this string cannot be stored as text (a NUL, a lone surrogate), or None."""
     if "\x00" in value:
-        raise ValueError("NUL characters are not allowed")
+        return "NUL characters are not allowed"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "lone surrogates (unpaired \\ud800-\\udfff) are not valid text"
+    return None
+
+
+def _storable_text(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
-NoNulStr = Annotated[str, AfterValidator(_no_nul)]
+def check_json(value: Any, where: str = "") -> None:
+    """Raise ValueError naming the first key or value of free-form JSON that cannot be stored: a NUL or a
+    lone surrogate in a key or string, or a non-finite number (Python's json reads `NaN`, JSON has none)."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem is not None:
+            raise ValueError(f"{where or 'value'}: {problem}")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where or 'value'}: only finite numbers are allowed")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            problem = text_problem(key)
+            if problem is not None:
+                raise ValueError(f"key {key!r} of {where or 'the object'}: {problem}")
+            check_json(item, f"{where}.{key}" if where else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_json(item, f"{where}[{index}]")
+
+
+# Text a client sends: no NUL and no lone surrogate (the name is older than the surrogate check).
+NoNulStr = Annotated[str, AfterValidator(_storable_text)]
 # JSON integers only: no `true`, `1.0` or `"5"` silently turned into numbers.
 StrictInt = Annotated[int, Strict()]
+# A StrictInt that fits a Postgres `integer` column; every integer input stored in one uses it.
+Int32 = Annotated[int, Strict(), Field(ge=INT32_MIN, le=INT32_MAX)]
 
 
 class Input(BaseModel):

@@ -25,6 +25,7 @@ from app.auth.schemas import (
 from app.config import get_settings
 from app.errors import InvalidInput
 from app.projects import service as projects
+from app.schemas import NoNulStr
 
 router = APIRouter(tags=["keys"])
 
@@ -86,7 +87,10 @@ def revoke_key(key_id: uuid.UUID, session: SessionDep, caller: AdminDep, now: No
 
 @router.patch("/principals/{name}", response_model=PrincipalRead, responses=problems(404))
 def update_principal(
-    name: Annotated[str, Path(max_length=200)], body: PrincipalUpdate, session: SessionDep, caller: AdminDep
+    name: Annotated[NoNulStr, Path(max_length=200)],
+    body: PrincipalUpdate,
+    session: SessionDep,
+    caller: AdminDep,
 ) -> PrincipalRead:
     """Change a principal's reviewer flag (audited); its keys see the change on their next request."""
     return _principal(service.update_principal(session, caller, name, reviewer=body.reviewer))

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from app.embeddings.embedder import check_model_name
 from app.projects.models import ProjectStatus, Strategy
-from app.schemas import Input, NoNulStr, StrictInt
+from app.schemas import Input, Int32, NoNulStr
 
 # Checked without loading torch: a packaged name or a local model folder (nothing is downloaded).
 EmbeddingModelName = Annotated[NoNulStr, AfterValidator(check_model_name)]
@@ -35,12 +35,12 @@ EXTRA_LABELS_HELP = (
 class ProjectCreate(Input):
     name: NoNulStr = Field(min_length=1, max_length=200)
     strategy: Strategy = Strategy.DISSIMILAR
-    budget: StrictInt | None = Field(
+    budget: Int32 | None = Field(
         default=None, ge=0, description="Labels the project may store; null = unlimited."
     )
-    annotations_per_pair: StrictInt = Field(default=1, ge=1, le=20)
-    pairs_per_prompt: StrictInt = Field(default=1, ge=1, le=50)
-    lease_ttl_seconds: StrictInt = Field(default=600, ge=10, le=86_400)
+    annotations_per_pair: Int32 = Field(default=1, ge=1, le=20)
+    pairs_per_prompt: Int32 = Field(default=1, ge=1, le=50)
+    lease_ttl_seconds: Int32 = Field(default=600, ge=10, le=86_400)
     instructions: NoNulStr = Field(default="", max_length=20_000)
     embedding_model: EmbeddingModelName | None = Field(
         default=None,
@@ -61,7 +61,7 @@ class ProjectCreate(Input):
     gold_min_accuracy: float = Field(default=0.7, ge=0, le=1)
     review_agreement_threshold: float = Field(default=0.6, ge=0, le=1)
     skip_redundant_pairs: StrictBool = Field(default=False, description=SKIP_REDUNDANT_HELP)
-    max_extra_labels_per_pair: StrictInt = Field(default=1, ge=0, le=20, description=EXTRA_LABELS_HELP)
+    max_extra_labels_per_pair: Int32 = Field(default=1, ge=0, le=20, description=EXTRA_LABELS_HELP)
 
 
 class ProjectUpdate(Input):
@@ -69,10 +69,10 @@ class ProjectUpdate(Input):
 
     name: NoNulStr | None = Field(default=None, min_length=1, max_length=200)
     strategy: Strategy | None = None
-    budget: StrictInt | None = Field(default=None, ge=0)
-    annotations_per_pair: StrictInt | None = Field(default=None, ge=1, le=20)
-    pairs_per_prompt: StrictInt | None = Field(default=None, ge=1, le=50)
-    lease_ttl_seconds: StrictInt | None = Field(default=None, ge=10, le=86_400)
+    budget: Int32 | None = Field(default=None, ge=0)
+    annotations_per_pair: Int32 | None = Field(default=None, ge=1, le=20)
+    pairs_per_prompt: Int32 | None = Field(default=None, ge=1, le=50)
+    lease_ttl_seconds: Int32 | None = Field(default=None, ge=10, le=86_400)
     instructions: NoNulStr | None = Field(default=None, max_length=20_000)
     near_duplicate_threshold: float | None = Field(default=None, gt=0, le=1)
     embedding_model: EmbeddingModelName | None = Field(
@@ -82,7 +82,7 @@ class ProjectUpdate(Input):
     gold_min_accuracy: float | None = Field(default=None, ge=0, le=1)
     review_agreement_threshold: float | None = Field(default=None, ge=0, le=1)
     skip_redundant_pairs: StrictBool | None = Field(default=None, description=SKIP_REDUNDANT_HELP)
-    max_extra_labels_per_pair: StrictInt | None = Field(
+    max_extra_labels_per_pair: Int32 | None = Field(
         default=None, ge=0, le=20, description=EXTRA_LABELS_HELP
     )
 

@@ -13,6 +13,7 @@ from app.projects.deps import ActiveProjectDep, ProjectDep
 from app.prompts import service
 from app.prompts.models import PromptStatus
 from app.prompts.schemas import IngestRequest, IngestResult, PromptRead, PromptSummary
+from app.schemas import NoNulStr
 
 router = APIRouter(prefix="/projects/{project_id}/prompts", tags=["prompts"])
 
@@ -41,7 +42,7 @@ def list_prompts(
 
 
 @router.get("/by-external-id/{external_id:path}", response_model=PromptRead, responses=problems(404))
-def get_prompt_by_external_id(project: ProjectDep, external_id: str, session: SessionDep) -> PromptRead:
+def get_prompt_by_external_id(project: ProjectDep, external_id: NoNulStr, session: SessionDep) -> PromptRead:
     """A prompt by the id the data team gave it."""
     return service.read_prompt(
         session, project, service.get_prompt(session, project, external_id=external_id)

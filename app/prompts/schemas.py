@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from app.config import get_settings
 from app.labels.schemas import OutcomeRead
 from app.pairs.schemas import RedundantWith
 from app.prompts.models import PromptStatus
-from app.schemas import Input, NoNulStr
+from app.schemas import Input, NoNulStr, check_json
 
 HARD_MAX_ITEMS = 10_000
 HARD_MAX_RESPONSES = 256
+
+
+def _key_count(value: Any) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(_key_count(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_key_count(v) for v in value)
+    return 0
+
+
+def _storable_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form JSON stored with the prompt: storable text only, within REAL_MAX_METADATA_BYTES and
+    REAL_MAX_METADATA_KEYS (nested keys count)."""
+    check_json(value)
+    settings = get_settings()
+    keys = _key_count(value)
+    if keys > settings.max_metadata_keys:
+        raise ValueError(f"{keys} keys; at most {settings.max_metadata_keys} keys (nested ones count)")
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > settings.max_metadata_bytes:
+        raise ValueError(f"{size} bytes as JSON; at most {settings.max_metadata_bytes} bytes")
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_storable_metadata)]
 
 
 class Message(Input):
@@ -33,7 +59,7 @@ class PromptItem(Input):
     external_id: NoNulStr = Field(min_length=1, max_length=512)
     prompt: NoNulStr | list[Message] = Field(description="A string, or chat messages [{role, content}].")
     responses: list[NoNulStr | ResponseIn] = Field(max_length=HARD_MAX_RESPONSES)
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
     @field_validator("prompt")
     @classmethod

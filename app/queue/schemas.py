@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.queue.models import Choice
-from app.schemas import Input, NoNulStr, StrictInt
+from app.schemas import Input, Int32, NoNulStr
 
 
 class ClaimRequest(Input):
@@ -40,7 +40,7 @@ class LabelRequest(Input):
     choice: Choice = Field(
         description="a / b: the response shown in that screen position won; tie; both_bad."
     )
-    confidence: StrictInt | None = Field(default=None, ge=1, le=5, description="1 (unsure) to 5 (certain).")
+    confidence: Int32 | None = Field(default=None, ge=1, le=5, description="1 (unsure) to 5 (certain).")
     rationale: NoNulStr | None = Field(default=None, max_length=5_000)
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, StrictBool, ValidationInfo, field_validat
 
 from app.exports.schemas import Compression, ExportFilters, Format, Style
 from app.schedules import cron as cron_expressions
-from app.schemas import Input, NoNulStr, StrictInt
+from app.schemas import Input, Int32, NoNulStr
 
 MIN_INTERVAL_SECONDS = 60
 MAX_INTERVAL_SECONDS = 366 * 86_400
@@ -19,7 +19,7 @@ MAX_INTERVAL_SECONDS = 366 * 86_400
 class ExportScheduleSet(Input):
     """`PUT /v1/projects/{project_id}/export-schedule`: when to export (an interval or a cron) and what."""
 
-    every_seconds: StrictInt | None = Field(
+    every_seconds: Int32 | None = Field(
         default=None,
         ge=MIN_INTERVAL_SECONDS,
         le=MAX_INTERVAL_SECONDS,

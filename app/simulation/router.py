@@ -14,6 +14,7 @@ from app.api.deps import DataTeamDep, SessionDep
 from app.api.pagination import CursorQuery, LimitQuery, Page
 from app.api.responses import problems
 from app.exports import storage
+from app.schemas import NoNulStr
 from app.simulation import service
 from app.simulation.models import Simulation, SimulationPhase, SimulationStatus
 from app.simulation.schemas import SimulationFile, SimulationInputRead, SimulationParameters, SimulationRead
@@ -117,7 +118,7 @@ def get_simulation(simulation_id: uuid.UUID, session: SessionDep, caller: DataTe
 )
 def download_simulation_file(
     simulation_id: uuid.UUID,
-    file_name: Annotated[str, Path(max_length=200)],
+    file_name: Annotated[NoNulStr, Path(max_length=200)],
     session: SessionDep,
     caller: DataTeamDep,
 ) -> Response:
