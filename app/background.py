@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from app import logging as logcontext
 from app.config import get_settings
 from app.tasks import DEFAULT_QUEUE, TaskSpec, registry, spec
 
@@ -101,15 +102,16 @@ class EmbeddedRunner:
 
     def __init__(self, retry_delay_scale: float = 1.0) -> None:
         self.retry_delay_scale = retry_delay_scale
-        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        # (task name, kwargs, the sender's log context: app/logging.task_headers)
+        self._queue: queue.Queue[tuple[str, dict[str, Any], dict[str, str]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         # Tasks submitted and not finished: queued, running, or waiting for a retry.
         self._outstanding = 0
         self._next_due: dict[str, float] = {}
-        # (when, tie-breaker, task name, kwargs, attempt number): retries waiting for their backoff.
-        self._retries: list[tuple[float, int, str, dict[str, Any], int]] = []
+        # (when, tie-breaker, task name, kwargs, attempt number, sender's context): retries waiting.
+        self._retries: list[tuple[float, int, str, dict[str, Any], int, dict[str, str]]] = []
         self._order = itertools.count()
 
     def start(self) -> None:
@@ -138,7 +140,7 @@ class EmbeddedRunner:
         """Queue a task for the thread."""
         with self._lock:
             self._outstanding += 1
-        self._queue.put((task_name, kwargs))
+        self._queue.put((task_name, kwargs, logcontext.task_headers()))
         self.start()
 
     def idle(self) -> bool:
@@ -158,10 +160,11 @@ class EmbeddedRunner:
             except queue.Empty:
                 item = None
             if item is not None:
-                self._run(*item)
+                name, kwargs, headers = item
+                self._run(name, kwargs, headers=headers)
             while self._retries and self._retries[0][0] <= time.monotonic() and not self._stopping.is_set():
-                _when, _order, name, kwargs, attempt = heapq.heappop(self._retries)
-                self._run(name, kwargs, attempt)
+                _when, _order, name, kwargs, attempt, headers = heapq.heappop(self._retries)
+                self._run(name, kwargs, attempt, headers)
             now = time.monotonic()
             for name, interval in periodic_tasks():
                 if now >= self._next_due.get(name, now):
@@ -170,18 +173,22 @@ class EmbeddedRunner:
                         self._outstanding += 1
                     self._run(name, {})
 
-    def _run(self, task_name: str, kwargs: dict[str, Any], attempt: int = 1) -> None:
+    def _run(
+        self, task_name: str, kwargs: dict[str, Any], attempt: int = 1, headers: dict[str, str] | None = None
+    ) -> None:
         retrying = False
         try:
-            retrying = self._attempt(spec(task_name), kwargs, attempt)
-        except Exception:
-            log.exception("task.failed", extra={"task": task_name, "attempt": attempt})
+            with logcontext.task_scope(task_name, None, kwargs, headers):  # its lines name task and request
+                try:
+                    retrying = self._attempt(spec(task_name), kwargs, attempt, headers or {})
+                except Exception:
+                    log.exception("task.failed", extra={"attempt": attempt})
         finally:
             if not retrying:  # a task waiting for its retry is still outstanding
                 with self._lock:
                     self._outstanding -= 1
 
-    def _attempt(self, task: TaskSpec, kwargs: dict[str, Any], attempt: int) -> bool:
+    def _attempt(self, task: TaskSpec, kwargs: dict[str, Any], attempt: int, headers: dict[str, str]) -> bool:
         """Run one attempt; True if it failed and its retry is scheduled."""
         try:
             task.run(kwargs, attempt)
@@ -195,7 +202,7 @@ class EmbeddedRunner:
                 extra={"task": task.name, "attempt": attempt, "delay_s": delay, "error": repr(exc)[:500]},
             )
             when = time.monotonic() + delay
-            heapq.heappush(self._retries, (when, next(self._order), task.name, kwargs, attempt + 1))
+            heapq.heappush(self._retries, (when, next(self._order), task.name, kwargs, attempt + 1, headers))
             return True
 
 

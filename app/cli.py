@@ -4,7 +4,6 @@ simulate (the offline budget simulator)."""
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import secrets
 import sys
@@ -13,10 +12,6 @@ from pathlib import Path
 from typing import Any
 
 ADMIN_KEY_FILE = Path(".real-align-admin-key")
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
 def _missing_database() -> str | None:
@@ -68,7 +63,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.main import create_app
 
     settings = get_settings()
-    _setup_logging(settings.log_level)
     migrate.upgrade()
     key = _dev_admin_key()
     app = create_app(admin_key=key)
@@ -99,7 +93,8 @@ API docs: {base}/docs
 """,
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+    # log_config=None: uvicorn's loggers go through app/logging.py's handler (request id on access lines).
+    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), log_config=None)
     return 0
 
 
@@ -110,7 +105,6 @@ def cmd_api(args: argparse.Namespace) -> int:
     from app.config import get_settings
 
     settings = get_settings()
-    _setup_logging(settings.log_level)
     if missing := _missing_database():
         print(missing, file=sys.stderr)
         return 2
@@ -121,6 +115,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
+        log_config=None,  # each worker process's create_app configures logging (app/logging.py)
         proxy_headers=True,
     )
     return 0
@@ -183,9 +178,7 @@ def cmd_beat(_args: argparse.Namespace) -> int:
 def cmd_migrate(_args: argparse.Namespace) -> int:
     """Apply database migrations."""
     from app import migrate
-    from app.config import get_settings
 
-    _setup_logging(get_settings().log_level)
     migrate.upgrade()
     print("database is at the newest schema revision")
     return 0
@@ -568,6 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     try:
+        from app.logging import configure_logging
+
+        configure_logging()  # every command: API, worker and beat (Celery keeps it), keys, migrate, ...
         return int(args.func(args))
     except Exception as exc:
         from pydantic import ValidationError

@@ -93,9 +93,6 @@ class Settings(BaseSettings):
     max_responses_per_prompt: int = Field(default=16, ge=2)
     max_text_chars: int = Field(default=100_000, ge=1)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    # A prompt's free-form metadata: at most this many bytes (compact UTF-8 JSON) and keys (nested count).
-    max_metadata_bytes: int = Field(default=64 * 1024, ge=2)
-    max_metadata_keys: int = Field(default=256, ge=0)
     # Budget simulations (POST /v1/simulations) are CPU-heavy: inputs over these are refused (422), a gzipped
     # upload may unpack to at most simulation_max_input_bytes, and a running one whose worker stopped
     # heartbeating for simulation_stale_after_seconds is marked failed by maintenance.reconcile.
@@ -138,7 +135,12 @@ class Settings(BaseSettings):
     session_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
     session_cookie_secure: bool | None = None
     log_level: str = "INFO"
+    # JSON log lines (app/logging.py); unset: JSON in prod, key=value elsewhere.
     log_json: bool | None = None
+    # GET /metrics (Prometheus) on the API port: on by default; off answers 404, and with a token set a
+    # scrape must send `Authorization: Bearer <token>` (docs/design.md, "Observability").
+    metrics_enabled: bool = True
+    metrics_token: SecretStr | None = None
     # SQLite is one file on one machine; a broker means workers elsewhere. Allowed only for tests.
     allow_sqlite_with_broker: bool = False
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 import app as package
+from app import health, metrics
 from app.api.deps import configured_admin_key
 from app.api.router import api_router
 from app.apidocs import swagger
@@ -17,12 +18,8 @@ from app.background import get_runner
 from app.config import get_settings
 from app.db.session import get_database
 from app.errors import install_handlers
-from app.middleware import (
-    BodySizeLimitMiddleware,
-    RequestIdMiddleware,
-    SQLiteSerializeMiddleware,
-    UnexpectedErrorMiddleware,
-)
+from app.logging import configure_logging
+from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SQLiteSerializeMiddleware
 from app.web.router import mount_web
 
 log = logging.getLogger(__name__)
@@ -31,6 +28,7 @@ log = logging.getLogger(__name__)
 def create_app(*, admin_key: str | None = None, start_runner: bool | None = None) -> FastAPI:
     """Build the app. The embedded task runner starts with it when no broker is configured."""
     settings = get_settings()
+    configure_logging(settings)
     run_tasks_here = settings.embedded_tasks if start_runner is None else start_runner
 
     @asynccontextmanager
@@ -56,12 +54,14 @@ def create_app(*, admin_key: str | None = None, start_runner: bool | None = None
         swagger.install(app)
     app.state.admin_key = admin_key if admin_key is not None else configured_admin_key()
     install_handlers(app)
-    app.add_middleware(UnexpectedErrorMiddleware)  # innermost: its 500 gets the request id
+    app.add_middleware(metrics.RequestMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     if settings.is_sqlite:
         app.add_middleware(SQLiteSerializeMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(api_router)
+    app.include_router(health.router)  # /readyz
+    app.include_router(metrics.router)  # /metrics
     mount_web(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -1,16 +1,15 @@
-"""Request id, a body-size cap (413 before the body is parsed) and a problem+json 500 for the unexpected."""
+"""Request id and a body-size cap (413 before the body is parsed)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import re
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import logging as logcontext
 from app.errors import problem_response
-
-log = logging.getLogger(__name__)
 
 
 class RequestIdMiddleware:
@@ -32,22 +31,28 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 request_id = value[:128]
                 break
-        header = (b"x-request-id", request_id or uuid.uuid4().hex.encode())
+        request_id = request_id or uuid.uuid4().hex.encode()
+        header = (b"x-request-id", request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        # Every log line of the request, and every task it sends, carries its id (app/logging.py).
+        found = _PROJECT_PATH.match(scope.get("path", ""))
+        project_id = found.group(1).lower() if found else None
+        with logcontext.bound(request_id=request_id.decode("latin-1"), project_id=project_id):
+            await self.app(scope, receive, send_with_id)
+
+
+_PROJECT_PATH = re.compile(
+    r"^/v1/projects/([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?:/|$)"
+)
 
 
 class BodySizeLimitMiddleware:
-    """Refuse bodies over max_bytes: by Content-Length up front, or while streaming (chunked).
-
-    A streamed body over the limit is answered 413 at once, from inside the receive call that crossed it;
-    whatever the app does with the interrupted read (FastAPI turns it into a 400) is dropped, not sent.
-    """
+    """Refuse bodies over max_bytes: by Content-Length up front, or while streaming."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -63,33 +68,20 @@ class BodySizeLimitMiddleware:
             await self._too_large(scope, receive, send)
             return
         received = 0
-        started = refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received, refused
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    if not started and not refused:
-                        refused = True
-                        await self._too_large(scope, receive, send)
                     raise _TooLarge
             return message
 
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if refused:
-                return  # the 413 is the answer
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, guarded_send)
+            await self.app(scope, limited_receive, send)
         except _TooLarge:
-            if not refused and not started:
-                await self._too_large(scope, receive, send)
+            await self._too_large(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
@@ -103,45 +95,6 @@ class BodySizeLimitMiddleware:
 
 class _TooLarge(Exception):
     pass
-
-
-class UnexpectedErrorMiddleware:
-    """An exception no handler took: logged with its traceback, answered 500 problem+json.
-
-    Starlette's ServerErrorMiddleware answers text/plain and re-raises, and uvicorn then closes the
-    connection; here the exception ends with the answer, so a keep-alive connection stays usable. When the
-    response had already started there is nothing to answer with, and it is re-raised.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            if started:
-                raise
-            log.exception("request.unhandled_error", extra={"path": scope.get("path")})
-            response = problem_response(
-                500,
-                "internal_error",
-                "Internal server error",
-                "the server failed on this request; it has been logged",
-                instance=scope.get("path"),
-            )
-            await response(scope, receive, send)
 
 
 class SQLiteSerializeMiddleware:

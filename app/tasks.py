@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 import psycopg
 from sqlalchemy import exc as sa_exc
 
+from app import metrics
+
 DEFAULT_QUEUE = "default"
 
 TASK_MODULES = (
@@ -118,10 +120,18 @@ class TaskSpec:
         return cls(name, function, retry, queue, takes_attempt)
 
     def run(self, kwargs: dict[str, Any], attempt: int = 1) -> Any:
-        """Call the entry point for attempt number ``attempt`` (1-based)."""
-        if self.takes_attempt:
-            return self.function(**kwargs, attempt=Attempt(attempt, self.retry))
-        return self.function(**kwargs)
+        """Call the entry point for attempt number ``attempt`` (1-based), counted by outcome (both runners
+        come here): success, retry (its policy tries again) or failure (app/metrics.py)."""
+        try:
+            if self.takes_attempt:
+                result = self.function(**kwargs, attempt=Attempt(attempt, self.retry))
+            else:
+                result = self.function(**kwargs)
+        except Exception as exc:
+            metrics.TASKS.labels(self.name, "retry" if self.retry.retries(exc, attempt) else "failure").inc()
+            raise
+        metrics.TASKS.labels(self.name, "success").inc()
+        return result
 
 
 _registry: dict[str, TaskSpec] = {}

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.embeddings import repository
 from app.embeddings.codec import to_bytes
 from app.embeddings.embedder import get_embedder
@@ -91,6 +92,7 @@ def store(session: Session, rows: list[dict[str, object]]) -> None:
     """Store encoded rows; a vector another task stored meanwhile is kept."""
     repository.insert_ignoring_duplicates(session, rows)
     if rows:
+        metrics.EMBEDDED_TEXTS.labels(str(rows[0]["model"])).inc(len(rows))
         log.info("embeddings.stored", extra={"model": rows[0]["model"], "count": len(rows)})
 
 

@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 
+from app import metrics
 from app.config import get_settings
 from app.db.session import Database, get_database
 from app.exports import service, snapshot
@@ -62,10 +63,12 @@ def run_export(export_id: str, *, attempt: Attempt = ONLY_ATTEMPT) -> None:
         with db.session() as session:
             run = session.get_one(ExportRun, eid)
             session.expunge(run)
+        started = time.perf_counter()
         with snapshot.read_session(db) as session:
             result = service.write_files(session, run, beat, settings.export_row_group_rows)
         with db.session() as session:
             service.finish(session, eid, held, result)
+        metrics.EXPORT_SECONDS.labels(run.format).observe(time.perf_counter() - started)
         log.info("exports.finished", extra={"export_id": export_id, "rows": result["counts"]["rows"]})
     except Superseded:
         log.warning("exports.superseded", extra={"export_id": export_id, "attempt": held})

@@ -21,6 +21,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from app import logging as logcontext
+from app import metrics
 from app.auth import guard, keys
 from app.auth.context import rate_key_for
 from app.auth.guard import ANNOTATOR_ROLES, Credentials
@@ -44,7 +46,16 @@ _AUTH_REFUSALS = {
 def claim_request(
     credentials: Credentials, project_id: uuid.UUID, now: datetime, body: ClaimRequest | None
 ) -> tuple[str, str, service.Claimed | str]:
-    """(annotator, the project's instructions, Claimed or a QueueReason): the lane, or a unit of work."""
+    """(annotator, the project's instructions, Claimed or a QueueReason): the lane, or a unit of work;
+    counted by outcome (app/metrics.py) whichever way it went."""
+    annotator, instructions, result = _claim_request(credentials, project_id, now, body)
+    metrics.CLAIMS.labels(result if isinstance(result, str) else "claimed").inc()
+    return annotator, instructions, result
+
+
+def _claim_request(
+    credentials: Credentials, project_id: uuid.UUID, now: datetime, body: ClaimRequest | None
+) -> tuple[str, str, service.Claimed | str]:
     on_behalf = body is not None and body.annotator is not None
     raw = None if on_behalf else lane_key(credentials)
     if raw is not None:
@@ -67,7 +78,21 @@ def label_request(
     now: datetime,
     idempotency_key: str | None,
 ) -> tuple[repository.StoredLabel, bool]:
-    """(label, created): the lane, or a unit of work; a new label asks for its project's aggregation."""
+    """(label, created): the lane, or a unit of work; a new label asks for its project's aggregation.
+    Counted (app/metrics.py) as created or replayed, and the request's log lines name the project."""
+    stored, created = _label_request(credentials, assignment_id, body, now, idempotency_key)
+    metrics.LABELS.labels("created" if created else "replayed").inc()
+    logcontext.annotate(project_id=str(stored.project_id))
+    return stored, created
+
+
+def _label_request(
+    credentials: Credentials,
+    assignment_id: uuid.UUID,
+    body: LabelRequest,
+    now: datetime,
+    idempotency_key: str | None,
+) -> tuple[repository.StoredLabel, bool]:
     raw = lane_key(credentials)
     if raw is not None:
         stored, created = label(credentials.client, raw, assignment_id, body, now, idempotency_key)
