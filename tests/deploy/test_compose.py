@@ -81,3 +81,9 @@ def test_every_dependency_names_a_service(compose: dict[str, Any]) -> None:
     for name, service in services.items():
         for needed in service.get("depends_on", {}):
             assert needed in services, (name, needed)
+
+
+def test_the_api_healthcheck_asks_readyz(compose: dict[str, Any]) -> None:
+    """Ready means the database and the broker answer (app/health.py), not only that the process runs."""
+    check = " ".join(compose["services"]["api"]["healthcheck"]["test"])
+    assert "/readyz" in check
