@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     max_responses_per_prompt: int = Field(default=16, ge=2)
     max_text_chars: int = Field(default=100_000, ge=1)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # A prompt's free-form metadata: at most this many bytes (compact UTF-8 JSON) and keys (nested count).
+    max_metadata_bytes: int = Field(default=64 * 1024, ge=2)
+    max_metadata_keys: int = Field(default=256, ge=0)
     # Budget simulations (POST /v1/simulations) are CPU-heavy: inputs over these are refused (422), a gzipped
     # upload may unpack to at most simulation_max_input_bytes, and a running one whose worker stopped
     # heartbeating for simulation_stale_after_seconds is marked failed by maintenance.reconcile.

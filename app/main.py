@@ -19,7 +19,12 @@ from app.config import get_settings
 from app.db.session import get_database
 from app.errors import install_handlers
 from app.logging import configure_logging
-from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SQLiteSerializeMiddleware
+from app.middleware import (
+    BodySizeLimitMiddleware,
+    RequestIdMiddleware,
+    SQLiteSerializeMiddleware,
+    UnexpectedErrorMiddleware,
+)
 from app.web.router import mount_web
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,7 @@ def create_app(*, admin_key: str | None = None, start_runner: bool | None = None
         swagger.install(app)
     app.state.admin_key = admin_key if admin_key is not None else configured_admin_key()
     install_handlers(app)
+    app.add_middleware(UnexpectedErrorMiddleware)  # innermost: its 500 gets the request id
     app.add_middleware(metrics.RequestMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     if settings.is_sqlite:

@@ -1,8 +1,9 @@
-"""Request id and a body-size cap (413 before the body is parsed)."""
+"""Request id, a body-size cap (413 before the body is parsed) and a problem+json 500 for the unexpected."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 
@@ -10,6 +11,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import logging as logcontext
 from app.errors import problem_response
+
+log = logging.getLogger(__name__)
 
 
 class RequestIdMiddleware:
@@ -52,7 +55,11 @@ _PROJECT_PATH = re.compile(
 
 
 class BodySizeLimitMiddleware:
-    """Refuse bodies over max_bytes: by Content-Length up front, or while streaming."""
+    """Refuse bodies over max_bytes: by Content-Length up front, or while streaming (chunked).
+
+    A streamed body over the limit is answered 413 at once, from inside the receive call that crossed it;
+    whatever the app does with the interrupted read (FastAPI turns it into a 400) is dropped, not sent.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -68,20 +75,33 @@ class BodySizeLimitMiddleware:
             await self._too_large(scope, receive, send)
             return
         received = 0
+        started = refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    if not started and not refused:
+                        refused = True
+                        await self._too_large(scope, receive, send)
                     raise _TooLarge
             return message
 
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return  # the 413 is the answer
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
-            await self._too_large(scope, receive, send)
+            if not refused and not started:
+                await self._too_large(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
@@ -95,6 +115,45 @@ class BodySizeLimitMiddleware:
 
 class _TooLarge(Exception):
     pass
+
+
+class UnexpectedErrorMiddleware:
+    """An exception no handler took: logged with its traceback, answered 500 problem+json.
+
+    Starlette's ServerErrorMiddleware answers text/plain and re-raises, and uvicorn then closes the
+    connection; here the exception ends with the answer, so a keep-alive connection stays usable. When the
+    response had already started there is nothing to answer with, and it is re-raised.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise
+            log.exception("request.unhandled_error", extra={"path": scope.get("path")})
+            response = problem_response(
+                500,
+                "internal_error",
+                "Internal server error",
+                "the server failed on this request; it has been logged",
+                instance=scope.get("path"),
+            )
+            await response(scope, receive, send)
 
 
 class SQLiteSerializeMiddleware:
