@@ -18,6 +18,7 @@ from typing import Any
 
 from app import logging as logcontext
 from app.config import get_settings
+from app.outbox.runner import run_task
 from app.tasks import DEFAULT_QUEUE, TaskSpec, registry, spec
 
 __all__ = [
@@ -54,6 +55,7 @@ def periodic_tasks() -> list[tuple[str, float]]:
     settings = get_settings()
     return [
         ("maintenance.reconcile", settings.reconcile_interval_seconds),
+        ("outbox.relay", settings.outbox_relay_interval_seconds),
         ("quality.aggregate_stale", settings.quality_aggregate_interval_seconds),
         ("neighbors.sweep_redundant", settings.redundant_sweep_interval_seconds),
         ("exports.run_schedules", settings.export_schedule_check_seconds),
@@ -61,18 +63,39 @@ def periodic_tasks() -> list[tuple[str, float]]:
     ]
 
 
-def dispatch(task_name: str, kwargs: dict[str, Any]) -> None:
-    """Send a task now (called after commit). A failed send is logged; the reconciler picks the work up."""
+def dispatch(task_name: str, kwargs: dict[str, Any]) -> bool:
+    """Send a task now (called after commit); False when the send failed (logged: a task sent after a
+    commit is sent again by outbox.relay, other work by maintenance.reconcile)."""
     queue_name = queue_for(task_name)  # KeyError for an unknown name, before anything is sent
     settings = get_settings()
     if settings.embedded_tasks:
         get_runner().submit(task_name, kwargs)
-        return
+        return True
     try:
         _celery_sender().send_task(task_name, kwargs=kwargs, queue=queue_name)
+    except Exception as exc:
+        log.warning("task.send_failed", extra={"task": task_name, "error": repr(exc)[:300]})
+        return False
+    return True
+
+
+def queue_is_empty(task_name: str) -> bool | None:
+    """Whether nothing waits to be taken where ``task_name`` is sent: the embedded runner's queue, or the
+    broker's queue of the task (None when the broker cannot be asked)."""
+    if get_settings().embedded_tasks:
+        return not get_runner().has_queued(task_name)
+    from kombu.exceptions import ChannelError
+
+    try:
+        with _celery_sender().connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1)
+            try:
+                declared = connection.default_channel.queue_declare(queue=queue_for(task_name), passive=True)
+            except ChannelError:
+                return True  # no such queue: nothing was ever left in it
+            return bool(declared.message_count == 0)
     except Exception:
-        # The rows are committed; maintenance.reconcile re-sends work that stays pending.
-        log.exception("task.send_failed", extra={"task": task_name})
+        return None
 
 
 _sender: Any = None
@@ -143,6 +166,11 @@ class EmbeddedRunner:
         self._queue.put((task_name, kwargs, logcontext.task_headers()))
         self.start()
 
+    def has_queued(self, task_name: str) -> bool:
+        """Whether a task of this name waits in the queue (not counting the one running)."""
+        with self._queue.mutex:
+            return any(item is not None and item[0] == task_name for item in self._queue.queue)
+
     def idle(self) -> bool:
         """True when nothing is queued, running or waiting to be retried."""
         with self._lock:
@@ -191,7 +219,7 @@ class EmbeddedRunner:
     def _attempt(self, task: TaskSpec, kwargs: dict[str, Any], attempt: int, headers: dict[str, str]) -> bool:
         """Run one attempt; True if it failed and its retry is scheduled."""
         try:
-            task.run(kwargs, attempt)
+            run_task(task, kwargs, attempt, heartbeat=False)
             return False
         except Exception as exc:
             if self._stopping.is_set() or not task.retry.retries(exc, attempt):

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     # export_dir. Credentials come from the filesystem's own environment (AWS_* for s3fs).
     export_url: str | None = None
     # A running export whose heartbeat is older than this is taken as dead and queued again.
-    export_stale_after_seconds: int = Field(default=600, ge=1)
+    export_stale_after_seconds: int = Field(default=45, ge=1)
     export_heartbeat_seconds: float = Field(default=15.0, gt=0)
     # Rows per Parquet row group (and per batch buffered before it is written).
     export_row_group_rows: int = Field(default=10_000, ge=1, le=1_000_000)
@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     # A prompt still waiting for embeddings after this long is re-enqueued by the reconciler.
     reconcile_after_seconds: int = Field(default=120, ge=1)
     reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+    # The task outbox (app/outbox/service.py): how often outbox.relay looks for tasks to send again, how
+    # often a Celery worker marks a running task alive, when a run that stopped beating is taken as dead,
+    # and when a sent task that no run took, while its queue is empty, is taken as lost.
+    outbox_relay_interval_seconds: float = Field(default=5.0, gt=0)
+    outbox_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    outbox_stale_after_seconds: float = Field(default=15.0, gt=0)
+    outbox_lost_after_seconds: float = Field(default=20.0, gt=0)
     # Requests per minute per API key, and failed authentications per minute per client address.
     rate_limit_per_minute: int = Field(default=1200, ge=1)
     auth_failures_per_minute: int = Field(default=20, ge=1)

@@ -33,6 +33,7 @@ TASK_MODULES = (
     "app.exports.tasks",
     "app.maintenance.tasks",
     "app.neighbors.tasks",
+    "app.outbox.tasks",
     "app.quality.tasks",
     "app.schedules.tasks",
     "app.simulation.tasks",
@@ -66,9 +67,13 @@ class RetryPolicy:
         """True when attempt number ``attempt`` (1-based) that raised ``error`` is followed by another."""
         return attempt < self.max_attempts and isinstance(error, self.transient)
 
+    def max_delay(self, attempt: int) -> int:
+        """The longest wait after failed attempt number ``attempt`` (the countdown before jitter)."""
+        return int(min(self.backoff_max, self.backoff * 2 ** (attempt - 1)))
+
     def delay(self, attempt: int) -> int:
         """Seconds to wait after failed attempt number ``attempt``; the same as Celery's autoretry."""
-        countdown = min(self.backoff_max, self.backoff * 2 ** (attempt - 1))
+        countdown = self.max_delay(attempt)
         return random.randrange(countdown + 1) if self.jitter else countdown
 
     def celery_options(self) -> dict[str, Any]:

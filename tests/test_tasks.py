@@ -22,6 +22,7 @@ NAMES = {
     "exports.run_schedules",
     "maintenance.reconcile",
     "neighbors.build_index",
+    "outbox.relay",
     "neighbors.mark_redundant",
     "neighbors.sweep_redundant",
     "quality.aggregate",

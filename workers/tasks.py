@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Task
 
+from app.outbox.runner import run_task
 from app.tasks import TaskSpec, registry
 from workers.celery_app import celery_app
 
@@ -13,7 +14,8 @@ from workers.celery_app import celery_app
 def _register(spec: TaskSpec) -> Task:  # type: ignore[type-arg]
     def run(self: Task, **kwargs: Any) -> Any:  # type: ignore[type-arg]
         # Celery counts retries from 0; the registry counts attempts from 1.
-        return spec.run(kwargs, attempt=self.request.retries + 1)
+        # A task sent after a commit runs under its outbox row (claimed, beating, handed back or finished).
+        return run_task(spec, kwargs, self.request.retries + 1, heartbeat=True)
 
     run.__name__ = spec.name.replace(".", "_")
     run.__qualname__ = run.__name__

@@ -27,13 +27,18 @@ def _pending(session: Session) -> list[_Send]:
 
 
 def send_after_commit(session: Session, task_name: str, **kwargs: Any) -> None:
-    """Record a task to send once this session's outermost transaction has committed."""
+    """Record a task to send once this session's outermost transaction has committed, with its outbox row
+    (app/outbox/service.py) written in this same transaction: committed work never loses its task."""
+    from app.outbox import service as outbox
+
     owner = session.get_nested_transaction() or session.get_transaction()
-    _pending(session).append((owner, task_name, kwargs))
+    row = outbox.record(session, task_name, kwargs)
+    _pending(session).append((owner, task_name, outbox.message(row, kwargs)))
 
 
-def install(session_factory: Any, dispatch: Callable[[str, dict[str, Any]], None]) -> None:
-    """Wire the session factory so recorded sends go to `dispatch` after the outermost COMMIT."""
+def install(session_factory: Any, dispatch: Callable[[str, dict[str, Any]], bool | None]) -> None:
+    """Wire the session factory so recorded sends go to `dispatch` after the outermost COMMIT (a send
+    that returns False leaves its outbox row unsent, for outbox.relay)."""
 
     @event.listens_for(session_factory, "after_commit")
     def _flush(session: Session) -> None:
@@ -41,7 +46,10 @@ def install(session_factory: Any, dispatch: Callable[[str, dict[str, Any]], None
             return  # a SAVEPOINT was released: its sends move to the parent in after_transaction_end
         pending = session.info.pop(_KEY, [])
         for _owner, task_name, kwargs in pending:
-            dispatch(task_name, kwargs)
+            if dispatch(task_name, kwargs) is False:
+                from app.outbox import service as outbox
+
+                outbox.mark_unsent(session_factory, kwargs[outbox.KEY])
 
     @event.listens_for(session_factory, "after_transaction_end")
     def _hand_to_parent(session: Session, transaction: SessionTransaction) -> None:

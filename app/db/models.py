@@ -6,6 +6,7 @@ from app.auth.models import ApiKey, Principal
 from app.embeddings.models import Embedding
 from app.exports.models import ExportRun
 from app.jobs.models import Job
+from app.outbox.models import TaskOutbox
 from app.pairs.models import AnnotatorQuality, Pair, PairReview, PairSlot
 from app.projects.models import Project, ProjectBudget
 from app.prompts.models import Prompt, Response
@@ -36,6 +37,7 @@ __all__ = [
     "QualitySnapshot",
     "Response",
     "RewardModelFit",
+    "TaskOutbox",
     "Simulation",
     "WebhookDelivery",
 ]

@@ -180,11 +180,11 @@ def _configure_sqlite(engine: Engine, settings: Settings) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _dispatch(task_name: str, kwargs: dict[str, Any]) -> None:
+def _dispatch(task_name: str, kwargs: dict[str, Any]) -> bool | None:
     # Looked up at call time so the task backend (Celery or the embedded runner) is chosen per send.
     from app import background
 
-    background.dispatch(task_name, kwargs)
+    return background.dispatch(task_name, kwargs)
 
 
 _lock = threading.Lock()

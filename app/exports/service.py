@@ -462,3 +462,11 @@ def requeue_stale(
     if requeued:
         log.warning("exports.requeued_stale", extra={"exports": requeued})
     return requeued
+
+
+def requeue_stale_and_send(session: Session) -> list[str]:
+    """``requeue_stale``, and each run's task sent again (through the outbox) after this unit of work."""
+    requeued = requeue_stale(session)
+    for export_id in requeued:
+        send_after_commit(session, "exports.run_export", export_id=export_id)
+    return requeued

@@ -9,7 +9,6 @@ from app import background
 from app.config import get_settings
 from app.db.base import utcnow
 from app.db.session import get_database
-from app.exports import service as exports
 from app.maintenance import service
 from app.simulation import service as simulations
 from app.tasks import task
@@ -20,9 +19,9 @@ log = logging.getLogger(__name__)
 # No retry (the default policy): the next tick, REAL_RECONCILE_INTERVAL_SECONDS later, is the retry.
 @task("maintenance.reconcile")
 def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
-    """Re-send embedding for prompts pending too long, exports and simulations queued too long and exports
-    whose worker died while running (stale heartbeat); mark failed the simulations whose worker died; record
-    expired leases."""
+    """Re-send embedding for prompts pending too long, exports and simulations queued too long; mark failed
+    the simulations whose worker died; record expired leases. (Exports whose worker died while running are
+    put back by outbox.relay, every few seconds.)"""
     settings = get_settings()
     age = settings.reconcile_after_seconds if older_than_seconds is None else older_than_seconds
     cutoff = utcnow() - timedelta(seconds=age)
@@ -33,9 +32,6 @@ def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
         prompt_ids = service.pending_prompts(session, cutoff)
         export_ids = service.queued_exports(session, cutoff)
         simulation_ids = simulations.queued_before(session, cutoff)
-    # Running exports whose worker stopped heartbeating go back to queued (compare-and-set) and are re-sent.
-    with db.session() as session:
-        export_ids += exports.requeue_stale(session)
     with db.session() as session:
         stale_simulations = simulations.fail_stale(session)
     chunk = settings.embed_chunk_prompts

@@ -15,7 +15,7 @@ from sqlalchemy import update
 from app.db.base import utcnow
 from app.exports import service, snapshot, tasks
 from app.exports.models import ExportRun, ExportStatus
-from app.maintenance import tasks as maintenance
+from app.outbox import tasks as outbox_tasks
 from tests.conftest import EXPORT_DIR
 from tests.exports.helpers import at, data_bytes, label, run_export
 from tests.factories import make_pairs, make_project
@@ -108,7 +108,7 @@ def test_a_failed_local_write_leaves_no_partial_file(db: Any, recorded_tasks: An
 
 
 def requeue_stale(db: Any) -> list[str]:
-    """Every running export taken as stale now (as maintenance.reconcile does after the real limit)."""
+    """Every running export taken as stale now (as outbox.relay does after the real limit)."""
     with db.session() as s:
         return service.requeue_stale(s, stale_after_seconds=0)
 
@@ -141,8 +141,7 @@ def test_a_run_whose_worker_died_is_requeued_and_finished_once(
     _age_heartbeat(db, alive, 5)
     recorded_tasks.clear()
 
-    result = maintenance.reconcile()
-    assert result["exports"] >= 1
+    outbox_tasks.relay()
     assert ("exports.run_export", {"export_id": str(dead)}) in recorded_tasks
     assert ("exports.run_export", {"export_id": str(alive)}) not in recorded_tasks
     with db.session() as s:
