@@ -186,6 +186,11 @@ def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
     return "".join(parts)
 
 
+def field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+    """The field a pydantic error location names, as the 422 problem's ``errors[].field`` says it."""
+    return _loc_to_field(loc)
+
+
 def install_handlers(app: FastAPI) -> None:
     """Render every error as problem+json."""
 

@@ -36,6 +36,17 @@ def send_after_commit(session: Session, task_name: str, **kwargs: Any) -> None:
     _pending(session).append((owner, task_name, outbox.message(row, kwargs)))
 
 
+def send_many_after_commit(session: Session, task_name: str, kwargs_list: list[dict[str, Any]]) -> None:
+    """``send_after_commit`` for several sends of one task, their outbox rows written in one INSERT."""
+    from app.outbox import service as outbox
+
+    owner = session.get_nested_transaction() or session.get_transaction()
+    rows = outbox.record_many(session, task_name, kwargs_list)
+    _pending(session).extend(
+        (owner, task_name, outbox.message(row, kwargs)) for row, kwargs in zip(rows, kwargs_list, strict=True)
+    )
+
+
 def install(session_factory: Any, dispatch: Callable[[str, dict[str, Any]], bool | None]) -> None:
     """Wire the session factory so recorded sends go to `dispatch` after the outermost COMMIT (a send
     that returns False leaves its outbox row unsent, for outbox.relay)."""

@@ -5,7 +5,7 @@ from app.audit.models import AuditEvent
 from app.auth.models import ApiKey, Principal
 from app.embeddings.models import Embedding
 from app.exports.models import ExportRun
-from app.jobs.models import Job
+from app.jobs.models import Job, JobError
 from app.outbox.models import TaskOutbox
 from app.pairs.models import AnnotatorQuality, Pair, PairReview, PairSlot
 from app.projects.models import Project, ProjectBudget
@@ -26,6 +26,7 @@ __all__ = [
     "ExportSchedule",
     "ExportWebhook",
     "Job",
+    "JobError",
     "Label",
     "Pair",
     "PairReview",

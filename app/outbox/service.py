@@ -54,6 +54,18 @@ def record(session: Session, task_name: str, kwargs: dict[str, Any]) -> uuid.UUI
     return row_id
 
 
+def record_many(session: Session, task_name: str, kwargs_list: list[dict[str, Any]]) -> list[uuid.UUID]:
+    """``record`` for several sends of one task, in one INSERT (a big ingest asks for many chunks)."""
+    now = utcnow()
+    rows = [
+        {"id": uuid.uuid4(), "task": task_name, "kwargs": kwargs, "created_at": now, "sent_at": now}
+        for kwargs in kwargs_list
+    ]
+    if rows:
+        session.execute(insert(TaskOutbox), rows)
+    return [row["id"] for row in rows]
+
+
 def message(row_id: uuid.UUID | str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The task's keyword arguments as sent: its own, and its outbox row."""
     return {**kwargs, KEY: str(row_id)}

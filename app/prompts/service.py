@@ -5,16 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, exists, func, select
+from sqlalchemy import Row, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app.api.pagination import Page, paginate_rows
 from app.config import get_settings
-from app.db.after_commit import send_after_commit
+from app.db.after_commit import send_many_after_commit
+from app.db.base import utcnow
+from app.db.ids import uuid7
 from app.embeddings import repository as embedding_repository
 from app.embeddings.codec import from_bytes
 from app.errors import Conflict, NotFound
@@ -24,6 +27,7 @@ from app.labels.schemas import OutcomeRead
 from app.pairs.models import Pair
 from app.pairs.schemas import RedundantWith
 from app.projects.models import Project
+from app.prompts import repository
 from app.prompts.models import Prompt, PromptStatus, Response
 from app.prompts.schemas import (
     Collapsed,
@@ -36,6 +40,7 @@ from app.prompts.schemas import (
     PromptSummary,
     ResponseRead,
 )
+from app.prompts.text import prompt_text_sha256
 from app.queue.models import Label
 from app.selection.service import collapsed_responses
 from app.selection.strategies import cosine_matrix
@@ -50,15 +55,123 @@ def _prompt_value(item: PromptItem) -> Any:
     return item.prompt if isinstance(item.prompt, str) else [m.model_dump() for m in item.prompt]
 
 
-def content_sha256(item: PromptItem) -> str:
-    """A fingerprint of everything an item carries, to tell a retry (same) from a conflict (different)."""
-    canonical = {
-        "prompt": _prompt_value(item),
-        "responses": [r.model_dump() for r in item.normalized_responses()],
-        "metadata": item.metadata,
-    }
+def _responses(item: PromptItem) -> list[dict[str, Any]]:
+    """Every response as ``ResponseIn(...).model_dump()`` gives it, without building the models."""
+    return [
+        {"text": r, "external_id": None, "model": None}
+        if isinstance(r, str)
+        else {"text": r.text, "external_id": r.external_id, "model": r.model}
+        for r in item.responses
+    ]
+
+
+def _fingerprint(prompt: Any, responses: list[dict[str, Any]], metadata: dict[str, Any] | None) -> str:
+    canonical = {"prompt": prompt, "responses": responses, "metadata": metadata}
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def content_sha256(item: PromptItem) -> str:
+    """A fingerprint of everything an item carries, to tell a retry (same) from a conflict (different)."""
+    return _fingerprint(_prompt_value(item), _responses(item), item.metadata)
+
+
+CONFLICT_DETAIL = "external_id already holds different content; nothing was changed"
+
+
+@dataclass(slots=True)
+class _Incoming:
+    """An item on its way in: what is stored and its fingerprint."""
+
+    index: int  # its place in the request, or its line in an upload
+    item: PromptItem
+    prompt: Any
+    responses: list[dict[str, Any]]
+    fingerprint: str
+
+
+def _incoming(index: int, item: PromptItem) -> _Incoming:
+    prompt, responses = _prompt_value(item), _responses(item)
+    return _Incoming(index, item, prompt, responses, _fingerprint(prompt, responses, item.metadata))
+
+
+@dataclass
+class _Sorted:
+    new: list[_Incoming] = field(default_factory=list)
+    duplicates: int = 0
+    conflicts: list[_Incoming] = field(default_factory=list)
+
+
+def _classify(session: Session, project_id: uuid.UUID, incoming: list[_Incoming]) -> _Sorted:
+    """New, duplicate (same content under a stored or earlier external id) or conflict (other content)."""
+    stored = repository.stored_fingerprints(session, project_id, list({i.item.external_id for i in incoming}))
+    out = _Sorted()
+    for entry in incoming:
+        known = stored.get(entry.item.external_id)
+        if known is None:
+            stored[entry.item.external_id] = entry.fingerprint
+            out.new.append(entry)
+        elif known == entry.fingerprint:
+            out.duplicates += 1
+        else:
+            out.conflicts.append(entry)
+    return out
+
+
+def _store(session: Session, project: Project, job_id: uuid.UUID, new: list[_Incoming]) -> list[_Incoming]:
+    """Insert the new prompts and their responses; those another transaction stored meanwhile are returned
+    (not stored here). Embedding is asked for, a chunk of prompts per task, after the commit."""
+    prompts: list[repository.NewPrompt] = []
+    responses: list[repository.NewResponse] = []
+    for entry in new:
+        prompt_id = uuid7()
+        prompts.append(
+            repository.NewPrompt(
+                id=prompt_id,
+                external_id=entry.item.external_id,
+                prompt=entry.prompt,
+                metadata=entry.item.metadata,
+                content_sha256=entry.fingerprint,
+                text_sha256=prompt_text_sha256(entry.prompt),
+            )
+        )
+        responses += [
+            repository.NewResponse(
+                id=uuid7(),
+                prompt_id=prompt_id,
+                position=position,
+                external_id=r["external_id"],
+                model=r["model"],
+                text=r["text"],
+                text_sha256=text_sha256(r["text"]),
+            )
+            for position, r in enumerate(entry.responses)
+        ]
+    inserted = repository.insert_prompts(session, project.id, job_id, prompts, responses, utcnow())
+    ids = [str(p.id) for p in prompts if p.id in inserted]
+    chunk_size = get_settings().embed_chunk_prompts
+    send_many_after_commit(
+        session,
+        "embeddings.embed_prompts",
+        [{"prompt_ids": ids[start : start + chunk_size]} for start in range(0, len(ids), chunk_size)],
+    )
+    return [entry for entry, p in zip(new, prompts, strict=True) if p.id not in inserted]
+
+
+def _new_job(
+    session: Session, project_id: uuid.UUID, kind: JobKind, total: int, **counters: int
+) -> uuid.UUID:
+    job_id = uuid7()
+    session.execute(
+        insert(Job).values(
+            id=job_id, project_id=project_id, kind=kind.value, total=total, created_at=utcnow(), **counters
+        )
+    )
+    return job_id
+
+
+class _Collided(Exception):
+    """Another transaction stored one of these external ids after they were classified."""
 
 
 def ingest(session: Session, project: Project, body: IngestRequest) -> IngestResult:
@@ -67,75 +180,25 @@ def ingest(session: Session, project: Project, body: IngestRequest) -> IngestRes
         try:
             with session.begin_nested():
                 return _ingest_once(session, project, body)
-        except IntegrityError:
+        except (IntegrityError, _Collided):
             continue  # another request stored one of these external ids meanwhile; classify again
     raise Conflict("concurrent ingests of the same external ids kept colliding; retry the request")
 
 
 def _ingest_once(session: Session, project: Project, body: IngestRequest) -> IngestResult:
-    fingerprints = [content_sha256(item) for item in body.items]
-    external_ids = list({item.external_id for item in body.items})
-    stored: dict[str, str] = {}
-    for start in range(0, len(external_ids), 500):
-        chunk = external_ids[start : start + 500]
-        rows = session.execute(
-            select(Prompt.external_id, Prompt.content_sha256).where(
-                Prompt.project_id == project.id, Prompt.external_id.in_(chunk)
-            )
-        )
-        stored.update((external_id, fingerprint) for external_id, fingerprint in rows)
-    duplicates = 0
-    conflicts: list[IngestConflict] = []
-    new: list[tuple[PromptItem, str]] = []
-    for index, (item, fingerprint) in enumerate(zip(body.items, fingerprints, strict=True)):
-        known = stored.get(item.external_id)
-        if known is None:
-            stored[item.external_id] = fingerprint
-            new.append((item, fingerprint))
-        elif known == fingerprint:
-            duplicates += 1
-        else:
-            conflicts.append(
-                IngestConflict(
-                    index=index,
-                    external_id=item.external_id,
-                    detail="external_id already holds different content; nothing was changed",
-                )
-            )
-    if not new:
-        return IngestResult(accepted=0, duplicates=duplicates, conflicts=conflicts, job_id=None)
-    job = Job(project_id=project.id, kind=JobKind.INGEST, total=len(new))
-    session.add(job)
-    session.flush()
-    prompts: list[Prompt] = []
-    for item, fingerprint in new:
-        prompt = Prompt(
-            project_id=project.id,
-            job_id=job.id,
-            external_id=item.external_id,
-            prompt=_prompt_value(item),
-            metadata_=item.metadata,
-            content_sha256=fingerprint,
-            status=PromptStatus.PENDING,
-        )
-        prompt.responses = [
-            Response(
-                position=position,
-                external_id=r.external_id,
-                model=r.model,
-                text=r.text,
-                text_sha256=text_sha256(r.text),
-            )
-            for position, r in enumerate(item.normalized_responses())
-        ]
-        prompts.append(prompt)
-    session.add_all(prompts)
-    session.flush()
-    chunk_size = get_settings().embed_chunk_prompts
-    for start in range(0, len(prompts), chunk_size):
-        ids = [str(p.id) for p in prompts[start : start + chunk_size]]
-        send_after_commit(session, "embeddings.embed_prompts", prompt_ids=ids)
-    return IngestResult(accepted=len(new), duplicates=duplicates, conflicts=conflicts, job_id=job.id)
+    sorted_ = _classify(session, project.id, [_incoming(n, item) for n, item in enumerate(body.items)])
+    conflicts = [
+        IngestConflict(index=c.index, external_id=c.item.external_id, detail=CONFLICT_DETAIL)
+        for c in sorted_.conflicts
+    ]
+    if not sorted_.new:
+        return IngestResult(accepted=0, duplicates=sorted_.duplicates, conflicts=conflicts, job_id=None)
+    job_id = _new_job(session, project.id, JobKind.INGEST, len(sorted_.new))
+    if _store(session, project, job_id, sorted_.new):
+        raise _Collided
+    return IngestResult(
+        accepted=len(sorted_.new), duplicates=sorted_.duplicates, conflicts=conflicts, job_id=job_id
+    )
 
 
 def get_prompt(
