@@ -10,9 +10,11 @@ Postgres answers "integer out of range".
 from __future__ import annotations
 
 import math
+import re
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
@@ -64,6 +66,20 @@ NoNulStr = Annotated[str, AfterValidator(_storable_text)]
 StrictInt = Annotated[int, Strict()]
 # A StrictInt that fits a Postgres `integer` column; every integer input stored in one uses it.
 Int32 = Annotated[int, Strict(), Field(ge=INT32_MIN, le=INT32_MAX)]
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_8601(value: Any) -> Any:
+    # pydantic also reads a number (or numeric text, as every query value is) as Unix seconds.
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE.match(value)):
+        return value
+    raise ValueError("expected an ISO 8601 date-time with a time zone, e.g. 2026-01-31T09:00:00Z")
+
+
+# A date-time as the API documents it: ISO 8601 text with a zone (`format: date-time`), never a number.
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
 
 
 class Input(BaseModel):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth.models import Role
-from app.schemas import Input, NoNulStr
+from app.schemas import Input, IsoDateTime, NoNulStr
 
 
 class KeyCreate(Input):
@@ -22,7 +22,7 @@ class KeyCreate(Input):
     projects: list[uuid.UUID] | None = Field(
         default=None, max_length=1000, description="Projects the principal may work on (replaces its list)."
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: IsoDateTime | None = Field(
         default=None, description="When the key stops working (UTC offset)."
     )
     reviewer: bool | None = Field(

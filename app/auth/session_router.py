@@ -70,7 +70,10 @@ async def submitted_key(request: Request) -> SubmittedKey:
     if not body:
         return SubmittedKey(None, False, DEFAULT_NEXT)
     if media == FORM:
-        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=4)
+        try:
+            fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=4)
+        except ValueError as exc:  # more fields than a sign-in form has
+            raise InvalidInput("send key=... (and next=...) only", field="key") from exc
         form_key = fields.get("key", [""])[0]
         if not form_key:
             raise InvalidInput("paste your API key", field="key")

@@ -6,10 +6,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StrictBool, model_validator
+from pydantic import AfterValidator, BaseModel, Field, StrictBool, model_validator
 
 from app.exports.models import ExportStatus
-from app.schemas import Input
+from app.schemas import Input, IsoDateTime
 
 Format = Literal["jsonl", "parquet"]
 Style = Literal["standard", "conversational"]
@@ -25,7 +25,7 @@ def _utc(value: datetime) -> datetime:
         raise ValueError("the date is out of range once converted to UTC") from exc
 
 
-UTCTimestamp = Annotated[AwareDatetime, AfterValidator(_utc)]
+UTCTimestamp = Annotated[IsoDateTime, AfterValidator(_utc)]
 Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 

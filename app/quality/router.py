@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from app.api.clock import NowDep
 from app.api.deps import AnnotatorDep, DataTeamDep, ReviewerDep, SessionDep
@@ -15,7 +15,7 @@ from app.api.responses import problems
 from app.projects import service as projects
 from app.projects.deps import ProjectDep, ProjectIdPath, ReviewProjectDep
 from app.quality import service
-from app.schemas import Input, NoNulStr
+from app.schemas import Input, IsoDateTime, NoNulStr
 
 router = APIRouter(prefix="/projects/{project_id}", tags=["quality"])
 
@@ -225,7 +225,7 @@ def progress(
     caller: AnnotatorDep,
     now: NowDep,
     since: Annotated[
-        AwareDatetime | None,
+        IsoDateTime | None,
         Query(description="Count labels and skips from here (the start of your day); default: 00:00 UTC."),
     ] = None,
 ) -> Any:

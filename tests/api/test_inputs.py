@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -298,3 +299,37 @@ class TestUnexpectedErrors:
             assert headers.get("connection") != "close"
             status, _, body = _http_exchange(sock, "/v1/me")  # the same connection answers the next one
             assert status == 200, body
+
+
+class TestSignInForm:
+    FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def test_too_many_fields_is_422(self, client: Any) -> None:
+        response = client.post("/v1/session", content="a=1&b=2&c=3&d=4&e=5&key=x", headers=self.FORM)
+        assert response.status_code == 422, response.text
+        assert fields(response) == ["key"]
+
+
+class TestDateTimes:
+    """A date-time is ISO 8601 text, as the schema says; a number is not taken as Unix seconds."""
+
+    def test_numbers_are_refused(self, client: Any, session: Any) -> None:
+        project = make_project(session)
+        session.commit()
+        progress = client.get(f"/v1/projects/{project.id}/progress", params={"since": "0.5"})
+        assert progress.status_code == 422, progress.text
+        assert fields(progress) == ["query.since"]
+        key = client.post("/v1/keys", json={"role": "annotator", "name": "n", "expires_at": 4102444800})
+        assert key.status_code == 422, key.text
+        assert fields(key) == ["body.expires_at"]
+        export = client.post(f"/v1/projects/{project.id}/exports", json={"snapshot_at": 0})
+        assert export.status_code == 422, export.text
+        assert fields(export) == ["body.snapshot_at"]
+
+    def test_iso_text_is_taken(self, client: Any, session: Any) -> None:
+        project = make_project(session)
+        session.commit()
+        since = "2026-01-31T09:00:00+02:00"
+        progress = client.get(f"/v1/projects/{project.id}/progress", params={"since": since})
+        assert progress.status_code == 200, progress.text
+        assert datetime.fromisoformat(progress.json()["since"]) == datetime.fromisoformat(since)
