@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     max_responses_per_prompt: int = Field(default=16, ge=2)
     max_text_chars: int = Field(default=100_000, ge=1)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # POST /v1/projects/{id}/prompts:upload streams its JSONL body (max_body_bytes caps each line instead):
+    # no cap on the whole body unless this is set; lines are stored upload_batch_lines at a time, one
+    # transaction each, and at most upload_max_errors refused lines are kept (all are counted).
+    max_upload_bytes: int | None = Field(default=None, ge=1024)
+    upload_batch_lines: int = Field(default=1_000, ge=1, le=100_000)
+    upload_max_errors: int = Field(default=10_000, ge=0)
     # A prompt's free-form metadata: at most this many bytes (compact UTF-8 JSON) and keys (nested count).
     max_metadata_bytes: int = Field(default=64 * 1024, ge=2)
     max_metadata_keys: int = Field(default=256, ge=0)

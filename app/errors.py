@@ -143,6 +143,12 @@ class PayloadTooLarge(DomainError):
     title = "Request body too large"
 
 
+class UnsupportedMediaType(DomainError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
 def problem_response(
     status: int,
     code: str,

@@ -64,7 +64,11 @@ def create_app(*, admin_key: str | None = None, start_runner: bool | None = None
     app.add_middleware(RequestIdMiddleware)
     if settings.is_sqlite:
         app.add_middleware(SQLiteSerializeMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        streamed_max_bytes=settings.max_upload_bytes,
+    )
     app.include_router(api_router)
     app.include_router(health.router)  # /readyz
     app.include_router(metrics.router)  # /metrics

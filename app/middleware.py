@@ -54,25 +54,38 @@ _PROJECT_PATH = re.compile(
 )
 
 
+# Routes that read their body as a stream, a piece at a time (the JSONL upload): their cap is their own.
+STREAMED_PATH = re.compile(r"^/v1/projects/[^/]+/prompts:upload$")
+
+
 class BodySizeLimitMiddleware:
     """Refuse bodies over max_bytes: by Content-Length up front, or while streaming (chunked).
 
     A streamed body over the limit is answered 413 at once, from inside the receive call that crossed it;
     whatever the app does with the interrupted read (FastAPI turns it into a 400) is dropped, not sent.
+    Routes that stream their body (``STREAMED_PATH``) hold only a piece of it at a time: they get
+    ``streamed_max_bytes`` instead (None: no cap).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, streamed_max_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed_max_bytes = streamed_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.max_bytes
+        if STREAMED_PATH.match(scope.get("path", "")):
+            if self.streamed_max_bytes is None:
+                await self.app(scope, receive, send)
+                return
+            max_bytes = self.streamed_max_bytes
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+        if length is not None and length.isdigit() and int(length) > max_bytes:
+            await self._too_large(scope, receive, send, max_bytes)
             return
         received = 0
         started = refused = False
@@ -82,10 +95,10 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     if not started and not refused:
                         refused = True
-                        await self._too_large(scope, receive, send)
+                        await self._too_large(scope, receive, send, max_bytes)
                     raise _TooLarge
             return message
 
@@ -101,14 +114,14 @@ class BodySizeLimitMiddleware:
             await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
             if not refused and not started:
-                await self._too_large(scope, receive, send)
+                await self._too_large(scope, receive, send, max_bytes)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
         response = problem_response(
             413,
             "payload_too_large",
             "Request body too large",
-            f"the body is over {self.max_bytes} bytes; split the batch",
+            f"the body is over {max_bytes} bytes; split the batch",
         )
         await response(scope, receive, send)
 
@@ -156,6 +169,9 @@ class UnexpectedErrorMiddleware:
             await response(scope, receive, send)
 
 
+SQLITE_LOCK = "real_align.sqlite_lock"  # the scope key under which a streamed route finds the lock
+
+
 class SQLiteSerializeMiddleware:
     """On SQLite, run one database request at a time, queued on the event loop.
 
@@ -164,7 +180,8 @@ class SQLiteSerializeMiddleware:
     more concurrent requests than threadpool threads, the holder can wait for a thread that every other
     request occupies while waiting for its lock: a deadlock until the busy timeout. Queuing requests on the
     event loop (no thread held while waiting) removes it; SQLite would serialise the writes anyway. File
-    downloads are left out so a long download does not stall annotators.
+    downloads are left out so a long download does not stall annotators; a streamed upload finds the lock
+    in its scope (``SQLITE_LOCK``) and takes it around each batch it stores.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -178,5 +195,10 @@ class SQLiteSerializeMiddleware:
             return
         if self._lock is None:
             self._lock = asyncio.Lock()
+        if STREAMED_PATH.match(path):
+            # A long upload takes the lock for each unit of work it runs, not for the whole stream.
+            scope[SQLITE_LOCK] = self._lock
+            await self.app(scope, receive, send)
+            return
         async with self._lock:
             await self.app(scope, receive, send)

@@ -13,6 +13,7 @@ _DESCRIPTIONS = {
     404: "No such object (or not visible to this key)",
     409: "Conflict with the current state",
     413: "Request body too large",
+    415: "Unsupported media type or content encoding",
     422: "Invalid input; `errors` names each field",
     429: "Rate limit exceeded; `Retry-After` says when to try again",
 }

@@ -15,6 +15,7 @@ from app.neighbors.router import router as neighbors_router
 from app.pairs.router import router as pairs_router
 from app.projects.router import router as projects_router
 from app.prompts.router import router as prompts_router
+from app.prompts.router import upload_router as prompts_upload_router
 from app.quality.router import router as quality_router
 from app.queue.router import router as queue_router
 from app.schedules.router import router as schedules_router
@@ -28,6 +29,7 @@ for _router in (
     audit_router,
     projects_router,
     prompts_router,
+    prompts_upload_router,
     jobs_router,
     pairs_router,
     queue_router,

@@ -6,13 +6,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.auth.context import Caller
 from app.db.base import utcnow
 from app.errors import NotFound
-from app.jobs.models import Job, JobStatus
+from app.jobs.models import Job, JobKind, JobStatus
 from app.projects import service as projects
 from app.projects.models import Project
 from app.prompts.models import Prompt, PromptStatus
@@ -47,6 +47,8 @@ def progress(session: Session, job: Job) -> JobProgress:
     done = max(job.total - pending, 0)
     if job.error:
         status = JobStatus.FAILED
+    elif receiving(job):
+        status = JobStatus.RUNNING
     elif done >= job.total:
         status = JobStatus.SUCCEEDED
     elif done > 0:
@@ -56,8 +58,13 @@ def progress(session: Session, job: Job) -> JobProgress:
     return JobProgress(job=job, status=status, done=done, total=job.total)
 
 
+def receiving(job: Job) -> bool:
+    """An upload whose body is still streaming in: more prompts may come."""
+    return job.kind == JobKind.UPLOAD and job.received_at is None and job.error is None
+
+
 def finish_jobs_if_done(session: Session, job_ids: Iterable[uuid.UUID]) -> None:
-    """Stamp finished_at on jobs that have no pending prompt left."""
+    """Stamp finished_at on jobs that have no pending prompt left (an upload once its body has ended)."""
     for job_id in job_ids:
         pending = session.scalar(
             select(func.count())
@@ -66,5 +73,12 @@ def finish_jobs_if_done(session: Session, job_ids: Iterable[uuid.UUID]) -> None:
         )
         if not pending:
             session.execute(
-                update(Job).where(Job.id == job_id, Job.finished_at.is_(None)).values(finished_at=utcnow())
+                update(Job)
+                .where(
+                    Job.id == job_id,
+                    Job.finished_at.is_(None),
+                    # not an upload still streaming in (``receiving``)
+                    or_(Job.kind != JobKind.UPLOAD, Job.received_at.is_not(None), Job.error.is_not(None)),
+                )
+                .values(finished_at=utcnow())
             )

@@ -57,13 +57,16 @@ def record(session: Session, task_name: str, kwargs: dict[str, Any]) -> uuid.UUI
 def record_many(session: Session, task_name: str, kwargs_list: list[dict[str, Any]]) -> list[uuid.UUID]:
     """``record`` for several sends of one task, in one INSERT (a big ingest asks for many chunks)."""
     now = utcnow()
-    rows = [
-        {"id": uuid.uuid4(), "task": task_name, "kwargs": kwargs, "created_at": now, "sent_at": now}
-        for kwargs in kwargs_list
-    ]
-    if rows:
-        session.execute(insert(TaskOutbox), rows)
-    return [row["id"] for row in rows]
+    ids = [uuid.uuid4() for _ in kwargs_list]
+    if ids:
+        session.execute(
+            insert(TaskOutbox),
+            [
+                {"id": row_id, "task": task_name, "kwargs": kwargs, "created_at": now, "sent_at": now}
+                for row_id, kwargs in zip(ids, kwargs_list, strict=True)
+            ],
+        )
+    return ids
 
 
 def message(row_id: uuid.UUID | str, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -70,12 +70,23 @@ def stored_fingerprints(
     return stored
 
 
-_PG_INSERT_PROMPTS = """
+# The prompts are copied into a temporary table (one per connection; its rows go at commit) and
+# inserted from there: COPY is the cheapest way in, and INSERT … SELECT keeps ON CONFLICT for ids another
+# transaction stores meanwhile.
+_PG_STAGE = "real_prompt_in"
+_PG_CREATE_STAGE = f"""
+CREATE TEMP TABLE IF NOT EXISTS {_PG_STAGE} (
+    id uuid, external_id varchar(512), prompt json, metadata json, content_sha256 varchar(64),
+    text_sha256 varchar(64)
+) ON COMMIT DELETE ROWS
+"""
+_PG_COPY_PROMPTS = (
+    f"COPY {_PG_STAGE} (id, external_id, prompt, metadata, content_sha256, text_sha256) FROM STDIN"
+)
+_PG_INSERT_PROMPTS = f"""
 INSERT INTO prompt (id, project_id, job_id, external_id, prompt, metadata, content_sha256, text_sha256,
                     status, created_at)
-SELECT n.id, %s, %s, n.external_id, n.prompt, n.metadata, n.content_sha256, n.text_sha256, %s, %s
-FROM unnest(%s::uuid[], %s::varchar[], %s::text[]::json[], %s::text[]::json[], %s::varchar[], %s::varchar[])
-    AS n(id, external_id, prompt, metadata, content_sha256, text_sha256)
+SELECT id, %s, %s, external_id, prompt, metadata, content_sha256, text_sha256, %s, %s FROM {_PG_STAGE}
 ON CONFLICT (project_id, external_id) DO NOTHING
 RETURNING id
 """
@@ -136,26 +147,20 @@ def insert_prompts(
             )
         return {p.id for p in prompts}
     connection = session.connection()
-    dumps = json.dumps  # what SQLAlchemy's JSON type writes
-    inserted = {
-        row[0]
-        for row in connection.exec_driver_sql(
-            _PG_INSERT_PROMPTS,
-            (
-                project_id,
-                job_id,
-                PromptStatus.PENDING.value,
-                now,
-                [p.id for p in prompts],
-                [p.external_id for p in prompts],
-                [dumps(p.prompt) for p in prompts],
-                [dumps(p.metadata) for p in prompts],  # None → JSON null, as the ORM stores it
-                [p.content_sha256 for p in prompts],
-                [p.text_sha256 for p in prompts],
-            ),
-        )
-    }
     raw: Any = connection.connection.driver_connection
+    connection.exec_driver_sql(_PG_CREATE_STAGE)  # every time: a rolled-back transaction drops a new one
+    dumps = json.dumps  # what SQLAlchemy's JSON type writes; None → JSON null, as the ORM stores it
+    with raw.cursor() as cursor:
+        with cursor.copy(_PG_COPY_PROMPTS) as copy:
+            for p in prompts:
+                copy.write_row(
+                    (p.id, p.external_id, dumps(p.prompt), dumps(p.metadata), p.content_sha256, p.text_sha256)
+                )
+    rows = connection.exec_driver_sql(
+        _PG_INSERT_PROMPTS, (project_id, job_id, PromptStatus.PENDING.value, now)
+    ).fetchall()
+    connection.exec_driver_sql(f"DELETE FROM {_PG_STAGE}")
+    inserted = {row[0] for row in rows}
     everything = len(inserted) == len(prompts)
     with raw.cursor() as cursor, cursor.copy(_PG_COPY_RESPONSES) as copy:
         for r in responses:

@@ -4,18 +4,64 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, status
+from anyio import to_thread
+from fastapi import APIRouter, Request, status
 
-from app.api.deps import SessionDep
+from app.api.clock import NowDep
+from app.api.deps import BearerDep, SessionDep, credentials_of
 from app.api.pagination import CursorQuery, LimitQuery, Page
 from app.api.responses import problems
-from app.projects.deps import ActiveProjectDep, ProjectDep
-from app.prompts import service
+from app.errors import UnsupportedMediaType
+from app.middleware import SQLITE_LOCK
+from app.projects.deps import ActiveProjectDep, ProjectDep, ProjectIdPath
+from app.prompts import service, upload
 from app.prompts.models import PromptStatus
-from app.prompts.schemas import IngestRequest, IngestResult, PromptRead, PromptSummary
+from app.prompts.schemas import IngestRequest, IngestResult, PromptRead, PromptSummary, UploadResult
 from app.schemas import NoNulStr
 
 router = APIRouter(prefix="/projects/{project_id}/prompts", tags=["prompts"])
+upload_router = APIRouter(tags=["prompts"])
+
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "application/x-ndjson": {"schema": {"type": "string", "format": "binary"}},
+        "application/gzip": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+
+
+@upload_router.post(
+    "/projects/{project_id}/prompts:upload",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadResult,
+    responses=problems(404, 413, 415),
+    openapi_extra={"requestBody": _UPLOAD_BODY},
+)
+async def upload_prompts(
+    project_id: ProjectIdPath, request: Request, credentials: BearerDep, now: NowDep
+) -> UploadResult:
+    """A JSONL file of ingest items, one `{external_id, prompt, responses, metadata?}` a line, of any size:
+    streamed, gzip accepted (`Content-Encoding: gzip` or gzip's magic bytes), stored a batch of lines per
+    transaction. A bad line is refused with its number and reason and the rest goes in; a line is all in or
+    all out. Sending the file again stores nothing twice. Follow it with `GET /v1/jobs/{job_id}`."""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip"):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r}: send gzip or nothing")
+    lock = request.scope.get(SQLITE_LOCK)
+    credentials_ = credentials_of(request, credentials)
+    if lock is not None:
+        async with lock:
+            job_id = await to_thread.run_sync(upload.begin, credentials_, project_id, now)
+    else:
+        job_id = await to_thread.run_sync(upload.begin, credentials_, project_id, now)
+    return await upload.receive(
+        request.stream(),
+        project_id=project_id,
+        job_id=job_id,
+        gzip=True if encoding in ("gzip", "x-gzip") else None,
+        lock=lock,
+    )
 
 
 @router.post(

@@ -121,6 +121,25 @@ class IngestResult(BaseModel):
     job_id: uuid.UUID | None
 
 
+class UploadResult(BaseModel):
+    job_id: uuid.UUID = Field(description="GET /v1/jobs/{job_id}: counters and embedding progress.")
+    lines: int = Field(description="Lines read (blank ones included).")
+    accepted: int = Field(description="Prompts stored.")
+    duplicates: int = Field(description="Lines whose external_id already holds the same content.")
+    errors: int = Field(description="Lines refused; GET /v1/jobs/{job_id}/errors says which and why.")
+    complete: bool = Field(
+        description="False when the body broke off (see error); the lines read are stored."
+    )
+    error: str | None = None
+
+
+class LineError(BaseModel):
+    line: int = Field(description="1-based line number in the uploaded (uncompressed) file.")
+    external_id: str | None
+    field: str | None = Field(description="The field at fault, as a 422 names it (null: the whole line).")
+    detail: str
+
+
 class ResponseRead(BaseModel):
     id: uuid.UUID
     position: int

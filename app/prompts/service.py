@@ -17,7 +17,7 @@ from app.api.pagination import Page, paginate_rows
 from app.config import get_settings
 from app.db.after_commit import send_many_after_commit
 from app.db.base import utcnow
-from app.db.ids import uuid7
+from app.db.ids import uuid7, uuid7_many
 from app.embeddings import repository as embedding_repository
 from app.embeddings.codec import from_bytes
 from app.errors import Conflict, NotFound
@@ -80,7 +80,7 @@ CONFLICT_DETAIL = "external_id already holds different content; nothing was chan
 
 
 @dataclass(slots=True)
-class _Incoming:
+class Incoming:
     """An item on its way in: what is stored and its fingerprint."""
 
     index: int  # its place in the request, or its line in an upload
@@ -90,23 +90,23 @@ class _Incoming:
     fingerprint: str
 
 
-def _incoming(index: int, item: PromptItem) -> _Incoming:
+def incoming(index: int, item: PromptItem) -> Incoming:
     prompt, responses = _prompt_value(item), _responses(item)
-    return _Incoming(index, item, prompt, responses, _fingerprint(prompt, responses, item.metadata))
+    return Incoming(index, item, prompt, responses, _fingerprint(prompt, responses, item.metadata))
 
 
 @dataclass
 class _Sorted:
-    new: list[_Incoming] = field(default_factory=list)
+    new: list[Incoming] = field(default_factory=list)
     duplicates: int = 0
-    conflicts: list[_Incoming] = field(default_factory=list)
+    conflicts: list[Incoming] = field(default_factory=list)
 
 
-def _classify(session: Session, project_id: uuid.UUID, incoming: list[_Incoming]) -> _Sorted:
+def _classify(session: Session, project_id: uuid.UUID, items: list[Incoming]) -> _Sorted:
     """New, duplicate (same content under a stored or earlier external id) or conflict (other content)."""
-    stored = repository.stored_fingerprints(session, project_id, list({i.item.external_id for i in incoming}))
+    stored = repository.stored_fingerprints(session, project_id, list({i.item.external_id for i in items}))
     out = _Sorted()
-    for entry in incoming:
+    for entry in items:
         known = stored.get(entry.item.external_id)
         if known is None:
             stored[entry.item.external_id] = entry.fingerprint
@@ -118,13 +118,14 @@ def _classify(session: Session, project_id: uuid.UUID, incoming: list[_Incoming]
     return out
 
 
-def _store(session: Session, project: Project, job_id: uuid.UUID, new: list[_Incoming]) -> list[_Incoming]:
+def _store(session: Session, project_id: uuid.UUID, job_id: uuid.UUID, new: list[Incoming]) -> list[Incoming]:
     """Insert the new prompts and their responses; those another transaction stored meanwhile are returned
     (not stored here). Embedding is asked for, a chunk of prompts per task, after the commit."""
     prompts: list[repository.NewPrompt] = []
     responses: list[repository.NewResponse] = []
+    ids = iter(uuid7_many(len(new) + sum(len(entry.responses) for entry in new)))
     for entry in new:
-        prompt_id = uuid7()
+        prompt_id = next(ids)
         prompts.append(
             repository.NewPrompt(
                 id=prompt_id,
@@ -137,7 +138,7 @@ def _store(session: Session, project: Project, job_id: uuid.UUID, new: list[_Inc
         )
         responses += [
             repository.NewResponse(
-                id=uuid7(),
+                id=next(ids),
                 prompt_id=prompt_id,
                 position=position,
                 external_id=r["external_id"],
@@ -147,13 +148,13 @@ def _store(session: Session, project: Project, job_id: uuid.UUID, new: list[_Inc
             )
             for position, r in enumerate(entry.responses)
         ]
-    inserted = repository.insert_prompts(session, project.id, job_id, prompts, responses, utcnow())
-    ids = [str(p.id) for p in prompts if p.id in inserted]
+    inserted = repository.insert_prompts(session, project_id, job_id, prompts, responses, utcnow())
+    stored = [str(p.id) for p in prompts if p.id in inserted]
     chunk_size = get_settings().embed_chunk_prompts
     send_many_after_commit(
         session,
         "embeddings.embed_prompts",
-        [{"prompt_ids": ids[start : start + chunk_size]} for start in range(0, len(ids), chunk_size)],
+        [{"prompt_ids": stored[start : start + chunk_size]} for start in range(0, len(stored), chunk_size)],
     )
     return [entry for entry, p in zip(new, prompts, strict=True) if p.id not in inserted]
 
@@ -168,6 +169,28 @@ def _new_job(
         )
     )
     return job_id
+
+
+@dataclass
+class Stored:
+    accepted: int
+    duplicates: int
+    conflicts: list[Incoming]
+
+
+def store_items(session: Session, project_id: uuid.UUID, job_id: uuid.UUID, items: list[Incoming]) -> Stored:
+    """Classify and store items under a job that exists (an upload's batch): what went in, the duplicates,
+    and the conflicts. Items another transaction stored meanwhile are classified again, against it."""
+    result = Stored(accepted=0, duplicates=0, conflicts=[])
+    for _attempt in range(3):
+        sorted_ = _classify(session, project_id, items)
+        result.duplicates += sorted_.duplicates
+        result.conflicts += sorted_.conflicts
+        items = _store(session, project_id, job_id, sorted_.new) if sorted_.new else []
+        result.accepted += len(sorted_.new) - len(items)
+        if not items:
+            return result
+    raise Conflict("concurrent ingests of the same external ids kept colliding; retry the upload")
 
 
 class _Collided(Exception):
@@ -186,7 +209,7 @@ def ingest(session: Session, project: Project, body: IngestRequest) -> IngestRes
 
 
 def _ingest_once(session: Session, project: Project, body: IngestRequest) -> IngestResult:
-    sorted_ = _classify(session, project.id, [_incoming(n, item) for n, item in enumerate(body.items)])
+    sorted_ = _classify(session, project.id, [incoming(n, item) for n, item in enumerate(body.items)])
     conflicts = [
         IngestConflict(index=c.index, external_id=c.item.external_id, detail=CONFLICT_DETAIL)
         for c in sorted_.conflicts
@@ -194,7 +217,7 @@ def _ingest_once(session: Session, project: Project, body: IngestRequest) -> Ing
     if not sorted_.new:
         return IngestResult(accepted=0, duplicates=sorted_.duplicates, conflicts=conflicts, job_id=None)
     job_id = _new_job(session, project.id, JobKind.INGEST, len(sorted_.new))
-    if _store(session, project, job_id, sorted_.new):
+    if _store(session, project.id, job_id, sorted_.new):
         raise _Collided
     return IngestResult(
         accepted=len(sorted_.new), duplicates=sorted_.duplicates, conflicts=conflicts, job_id=job_id

@@ -101,7 +101,13 @@ MATRIX: dict[tuple[str, str], tuple[Any, dict[str, int]]] = {
     ),
     ("GET", "/v1/projects/{project_id}/prompts/by-external-id/{external_id}"): (None, PROJECT_READ),
     ("GET", "/v1/projects/{project_id}/prompts/{prompt_id}"): (None, PROJECT_READ),
+    # The streamed JSONL upload: a JSON object is one line of it.
+    ("POST", "/v1/projects/{project_id}/prompts:upload"): (
+        {"external_id": "uploaded", "prompt": "q", "responses": ["a", "b"]},
+        row(202, 202, 404, 403, 403),
+    ),
     ("GET", "/v1/jobs/{job_id}"): (None, PROJECT_READ),
+    ("GET", "/v1/jobs/{job_id}/errors"): (None, PROJECT_READ),
     ("GET", "/v1/projects/{project_id}/pairs"): (None, PROJECT_READ),
     ("POST", "/v1/projects/{project_id}/queue/claim"): (None, row(200, 403, 403, 200, 200)),
     ("POST", "/v1/assignments/{assignment_id}/label"): ({"choice": "a"}, row(201, 403, 403, 201, 404)),
