@@ -9,7 +9,10 @@ import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 ADMIN_KEY_FILE = Path(".real-align-admin-key")
 
@@ -54,6 +57,14 @@ def _dev_admin_key() -> str:
     return key
 
 
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's X-Forwarded-* handling: believed only from REAL_TRUSTED_PROXIES (none by default), so a
+    client cannot choose the address its failed authentications are counted against; behind trusted
+    proxies the client is the rightmost hop that is not one of them (uvicorn's forwarded_allow_ips)."""
+    trusted = settings.trusted_proxies
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Embedded default: SQLite + in-process tasks, optional demo data."""
     import uvicorn
@@ -94,7 +105,14 @@ API docs: {base}/docs
         flush=True,
     )
     # log_config=None: uvicorn's loggers go through app/logging.py's handler (request id on access lines).
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), log_config=None)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+        **proxy_options(settings),
+    )
     return 0
 
 
@@ -116,7 +134,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=settings.log_level.lower(),
         log_config=None,  # each worker process's create_app configures logging (app/logging.py)
-        proxy_headers=True,
+        **proxy_options(settings),
     )
     return 0
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -125,6 +126,10 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(default=20, ge=1)
     # Where rate-limit counters live: Redis when set (or when the broker is Redis), else this process.
     rate_limit_redis_url: str | None = None
+    # Proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed: uvicorn's
+    # forwarded_allow_ips. The client address (what failed authentications are counted against) is the
+    # rightmost hop not among them. Default none: the socket peer, whatever the headers say.
+    trusted_proxies: str = ""
     max_active_leases_per_annotator: int = Field(default=10, ge=1)
     # Claims and labels a server process works on at once; the others wait on its event loop, holding no
     # thread and no database connection (more threads only fight over the GIL and the database's CPU).
@@ -178,6 +183,17 @@ class Settings(BaseSettings):
                 "REAL_BROKER_URL to run tasks in-process."
             )
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"REAL_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR") from None
+        return ",".join(entries)
 
     @property
     def is_sqlite(self) -> bool:
