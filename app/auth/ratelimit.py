@@ -35,15 +35,30 @@ class MemoryRateLimiter:
         return None
 
 
+# While Redis is down, ask it again at most this often (each try may cost its connect timeout).
+REDIS_RETRY_SECONDS = 5.0
+
+
 class RedisRateLimiter:
-    """Counters in Redis, so every API process and machine shares one limit per key."""
+    """Counters in Redis, so every API process and machine shares one limit per key.
+
+    While Redis is unreachable the limits go on in this process's counters (MemoryRateLimiter): per
+    process rather than shared, but never switched off. The outage is logged once when it starts and once
+    when it ends; meanwhile Redis is asked again every REDIS_RETRY_SECONDS, not on every request.
+    """
 
     def __init__(self, url: str) -> None:
         import redis
 
         self._redis: Any = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._fallback = MemoryRateLimiter()
+        self._down_until: float | None = None  # monotonic time of the next try while Redis is down
+        self._state_lock = threading.Lock()
 
     def hit(self, key: str, limit: int, window_seconds: int = 60) -> int | None:
+        down_until = self._down_until
+        if down_until is not None and time.monotonic() < down_until:
+            return self._fallback.hit(key, limit, window_seconds)
         now = time.time()
         window = int(now // window_seconds)
         name = f"real-align:rl:{key}:{window}"
@@ -52,13 +67,31 @@ class RedisRateLimiter:
             pipe.incr(name)
             pipe.expire(name, window_seconds * 2)
             count = int(pipe.execute()[0])
-        except Exception:
-            # Fail open: a Redis outage must not lock every annotator out; it is logged loudly.
-            log.exception("ratelimit.redis_unavailable")
-            return None
+        except Exception as exc:
+            self._went_down(exc)
+            return self._fallback.hit(key, limit, window_seconds)
+        if down_until is not None:
+            self._came_back()
         if count > limit:
             return max(1, int((window + 1) * window_seconds - now) + 1)
         return None
+
+    def _went_down(self, exc: Exception) -> None:
+        with self._state_lock:
+            first = self._down_until is None
+            self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        if first:
+            log.warning(
+                "ratelimit.redis_unavailable",
+                extra={"error": f"{type(exc).__name__}: {exc}", "fallback": "per-process counters"},
+            )
+
+    def _came_back(self) -> None:
+        with self._state_lock:
+            was_down = self._down_until is not None
+            self._down_until = None
+        if was_down:
+            log.warning("ratelimit.redis_recovered")
 
 
 _limiter: RateLimiter | None = None
