@@ -7,7 +7,6 @@ import argparse
 import os
 import secrets
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -308,33 +307,34 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Send a JSONL file of prompts ({external_id?, prompt, responses, metadata?} a line) through the API."""
-    import json
-
+    """Send a JSONL file of prompts ({external_id?, prompt, responses, metadata?} a line, gzipped or not)
+    through the API's streamed upload, with a progress bar; refused lines are listed with their numbers."""
     from real_align import Client, RealAlignError
 
     if not args.api_key:
         print("an API key is needed: --api-key or REAL_API_KEY", file=sys.stderr)
         return 2
-
-    def records() -> Iterator[dict[str, Any]]:
-        with open(args.file, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise SystemExit(f"{args.file}:{number}: not JSON: {exc}") from exc
-
+    if not Path(args.file).is_file():
+        print(f"error: no file {args.file}", file=sys.stderr)
+        return 1
     with Client(args.url, args.api_key) as client:
         try:
-            result = client.ingest(
-                args.project_id, records(), batch_size=args.batch_size, progress=not args.quiet
+            result = client.upload(args.project_id, args.file, progress=not args.quiet)
+            print(
+                f"accepted {result.accepted}, duplicates {result.duplicates}, refused {result.errors} "
+                f"(of {result.lines} lines); job {result.job_id}"
             )
-            conflicts = result.conflicts
-            print(f"accepted {result.accepted}, duplicates {result.duplicates}, conflicts {len(conflicts)}")
-            for conflict in conflicts:
-                print(f"  conflict: record {conflict.index + 1} ({conflict.external_id}): {conflict.detail}")
+            if result.error:
+                print(f"error: {result.error}", file=sys.stderr)
+            shown = 0
+            for error in client.upload_errors(result.job_id) if result.errors else ():
+                if shown == args.show_errors:
+                    print(f"  … and {result.errors - shown} more: GET /v1/jobs/{result.job_id}/errors")
+                    break
+                where = f" {error.field}:" if error.field else ""
+                print(f"  line {error.line}{f' ({error.external_id})' if error.external_id else ''}:{where} "
+                      f"{error.detail}")  # fmt: skip
+                shown += 1
             if args.wait:
                 quiet = args.quiet
                 stats = client.wait_until_ready(args.project_id, timeout=args.timeout, progress=not quiet)
@@ -342,7 +342,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         except RealAlignError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    return 1 if result.conflicts else 0
+    return 1 if result.errors or result.error else 0
 
 
 def _number_list(text: str) -> tuple[int, ...]:
@@ -510,10 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True)
     _add_client_options(export)
     export.set_defaults(func=cmd_export)
-    ingest = sub.add_parser("ingest", help="send a JSONL file of prompts through the API (client)")
+    ingest = sub.add_parser("ingest", help="upload a JSONL file of prompts through the API (client)")
     ingest.add_argument("project_id")
-    ingest.add_argument("file", help="JSONL: {external_id?, prompt, responses, metadata?} per line")
-    ingest.add_argument("--batch-size", type=int, default=500)
+    ingest.add_argument(
+        "file", help="JSONL (or .jsonl.gz): {external_id?, prompt, responses, metadata?} per line"
+    )
+    ingest.add_argument("--show-errors", type=int, default=20, help="refused lines to list (default 20)")
     ingest.add_argument("--wait", action=argparse.BooleanOptionalAction, default=False, help="until embedded")
     _add_client_options(ingest)
     ingest.set_defaults(func=cmd_ingest)

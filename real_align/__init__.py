@@ -42,10 +42,12 @@ from real_align.models import (  # noqa: E402
     IngestResult,
     Label,
     Lease,
+    LineError,
     NothingToClaim,
     Project,
     ProjectStats,
     ShownResponse,
+    UploadResult,
 )
 
 __all__ = [
@@ -65,6 +67,7 @@ __all__ = [
     "InvalidInputError",
     "Label",
     "Lease",
+    "LineError",
     "LeaseExpiredError",
     "NotFoundError",
     "NothingToClaim",
@@ -77,6 +80,7 @@ __all__ = [
     "RenewalLimitError",
     "ServerError",
     "ShownResponse",
+    "UploadResult",
     "TransportError",
     "UndoRefusedError",
     "WaitTimeoutError",

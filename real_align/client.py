@@ -9,7 +9,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -37,11 +37,13 @@ from real_align.models import (
     IngestResult,
     Label,
     Lease,
+    LineError,
     Manifest,
     NothingToClaim,
     Project,
     ProjectStats,
     ShownResponse,
+    UploadResult,
 )
 from real_align.progress import bar
 from real_align.records import Columns, batches, rows_of, to_item
@@ -201,6 +203,32 @@ class Client:
         return IngestResult(
             accepted=accepted, duplicates=duplicates, conflicts=conflicts, job_ids=job_ids, batches=count
         )
+
+    def upload(self, project_id: Id, path: str | os.PathLike[str], *, progress: bool = False) -> UploadResult:
+        """Send a JSONL file (``{external_id?, prompt, responses, metadata?}`` a line; gzipped if it ends in
+        ``.gz`` or starts with gzip's magic bytes) as one streamed request, of any size: the server stores it
+        a batch of lines at a time. A bad line is refused with its number and reason (`upload_errors`), the
+        rest goes in; sending the file again stores nothing twice. The bar shows the file's bytes sent."""
+        file = Path(path)
+        size = file.stat().st_size
+        with bar(progress, "upload", unit="bytes") as shown:
+            shown.update(completed=0, total=size)
+            body = _FileBody(file, lambda sent: shown.update(completed=sent))
+            response = self._request(
+                "POST",
+                f"/projects/{project_id}/prompts:upload",
+                content=body,
+                headers={"Content-Type": "application/x-ndjson"},
+            )
+            result = UploadResult.model_validate(response.json())
+            counts = f"{result.accepted} new, {result.duplicates} duplicates, {result.errors} refused"
+            shown.update(completed=size, status=counts)
+        return result
+
+    def upload_errors(self, job_id: Id) -> Iterator[LineError]:
+        """An upload's refused lines, in line order (every page)."""
+        for item in self._pages(f"/jobs/{job_id}/errors"):
+            yield LineError.model_validate(item)
 
     def wait_until_ready(
         self,
@@ -531,7 +559,7 @@ class Client:
         idempotent: bool = False,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
-        content: bytes | None = None,
+        content: bytes | Iterable[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
     ) -> httpx.Response:
@@ -584,6 +612,22 @@ class Client:
                 )
             interval = min(interval, left)
         time.sleep(interval)
+
+
+class _FileBody:
+    """A file as a request body read a piece at a time; iterable again (from the start) for a retry."""
+
+    def __init__(self, path: Path, sent: Callable[[int], None], piece: int = 256 * 1024) -> None:
+        self.path, self.sent, self.piece = path, sent, piece
+
+    def __iter__(self) -> Iterator[bytes]:
+        done = 0
+        self.sent(0)
+        with self.path.open("rb") as handle:
+            while chunk := handle.read(self.piece):
+                yield chunk
+                done += len(chunk)
+                self.sent(done)
 
 
 def _retry_after(value: str | None) -> float | None:

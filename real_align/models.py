@@ -55,6 +55,27 @@ class IngestResult(_Read):
     batches: int = 0
 
 
+class UploadResult(_Read):
+    """What one streamed upload (`Client.upload`) stored; the refused lines are `Client.upload_errors`."""
+
+    job_id: uuid.UUID
+    lines: int
+    accepted: int
+    duplicates: int
+    errors: int
+    complete: bool = True
+    error: str | None = None
+
+
+class LineError(_Read):
+    """A line of an upload that was not stored (nothing of it was), and why."""
+
+    line: int
+    external_id: str | None = None
+    field: str | None = None
+    detail: str
+
+
 class Export(_Read):
     id: uuid.UUID
     project_id: uuid.UUID

@@ -106,7 +106,7 @@ def ingested(
     results["dataset_rows"] = dataset_rows
 
     jsonl = tmp_path_factory.mktemp("cli") / "prompts.jsonl"
-    jsonl.write_text("".join(json.dumps(it) + "\n" for it in items[7:8]), encoding="utf-8")
+    jsonl.write_text("".join(json.dumps(it) + "\n" for it in items[7:8]) + "{oops\n", encoding="utf-8")
     results["cli_ingest"] = _cli("ingest", str(project.id), str(jsonl), "--quiet", url=base_url, key=api_key)
 
     results["stats"] = client.wait_until_ready(project.id, timeout=240, progress=True)
@@ -165,8 +165,10 @@ class TestProjectsAndIngest:
 
     def test_cli_ingest(self, ingested: dict[str, Any]) -> None:
         done = ingested["cli_ingest"]
-        assert done.returncode == 0, done.stderr
-        assert "accepted 1, duplicates 0, conflicts 0" in done.stdout
+        # The streamed upload: the good line goes in, the bad one is listed with its number (exit 1).
+        assert done.returncode == 1, done.stderr
+        assert "accepted 1, duplicates 0, refused 1 (of 2 lines)" in done.stdout
+        assert "line 2: not JSON" in done.stdout
 
     def test_wait_until_ready(self, admin: httpx.Client, ingested: dict[str, Any]) -> None:
         stats = ingested["stats"]
