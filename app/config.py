@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     # (model, text), so change this together with the model name, or old vectors are reused.
     embedding_max_length: int = Field(default=512, ge=1, le=1_000_000)
     embedding_threads: int = Field(default=2, ge=1, le=256)
+    # Where the sentence-transformers model runs: cpu, cuda, cuda:N, mps, or auto (cuda when there is one).
+    # A GPU worker sets this with a larger REAL_EMBEDDING_BATCH_SIZE (256-1024) and may run in half
+    # precision (float16/bfloat16; same vectors, cosine 1.0 to float32; ignored on cpu) — docs/scaling.md.
+    embedding_device: str = Field(default="cpu", pattern=r"^(cpu|auto|mps|cuda(:[0-9]+)?)$")
+    embedding_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    # Threads that tokenize a task's texts (each with its own tokenizer copy); more than 1 pays off on a
+    # GPU worker, where one thread cannot tokenize as fast as the GPU embeds.
+    embedding_tokenizer_threads: int = Field(default=1, ge=1, le=256)
+    # ONNX exports and distilled static models of a project's model (app/embeddings/backends.py).
+    embedding_cache_dir: Path = Path("./models")
     db_pool_size: int = Field(default=10, ge=1, le=500)
     db_max_overflow: int = Field(default=10, ge=0, le=500)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
@@ -94,12 +104,6 @@ class Settings(BaseSettings):
     max_responses_per_prompt: int = Field(default=16, ge=2)
     max_text_chars: int = Field(default=100_000, ge=1)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    # POST /v1/projects/{id}/prompts:upload streams its JSONL body (max_body_bytes caps each line instead):
-    # no cap on the whole body unless this is set; lines are stored upload_batch_lines at a time, one
-    # transaction each, and at most upload_max_errors refused lines are kept (all are counted).
-    max_upload_bytes: int | None = Field(default=None, ge=1024)
-    upload_batch_lines: int = Field(default=1_000, ge=1, le=100_000)
-    upload_max_errors: int = Field(default=10_000, ge=0)
     # A prompt's free-form metadata: at most this many bytes (compact UTF-8 JSON) and keys (nested count).
     max_metadata_bytes: int = Field(default=64 * 1024, ge=2)
     max_metadata_keys: int = Field(default=256, ge=0)
@@ -126,10 +130,6 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(default=20, ge=1)
     # Where rate-limit counters live: Redis when set (or when the broker is Redis), else this process.
     rate_limit_redis_url: str | None = None
-    # Proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed: uvicorn's
-    # forwarded_allow_ips. The client address (what failed authentications are counted against) is the
-    # rightmost hop not among them. Default none: the socket peer, whatever the headers say.
-    trusted_proxies: str = ""
     max_active_leases_per_annotator: int = Field(default=10, ge=1)
     # Claims and labels a server process works on at once; the others wait on its event loop, holding no
     # thread and no database connection (more threads only fight over the GIL and the database's CPU).
@@ -183,17 +183,6 @@ class Settings(BaseSettings):
                 "REAL_BROKER_URL to run tasks in-process."
             )
         return self
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _proxy_networks(cls, value: str) -> str:
-        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
-        for entry in entries:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(f"REAL_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR") from None
-        return ",".join(entries)
 
     @property
     def is_sqlite(self) -> bool:

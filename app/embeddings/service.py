@@ -4,9 +4,12 @@ The task entry points (``embeddings.embed_prompts``, ``embeddings.embed_texts``)
 ``app/embeddings/tasks.py``; this module does the work of each unit of work they open.
 
 Responses are embedded on their own, never with their prompt (REAL). The prompt texts (a chat prompt: its
-turns as one text, ``app/prompts/text.py``) are embedded in the same batches, for the cross-prompt prompt
-index (near-duplicate prompts); they play no part in choosing pairs. Vectors are keyed by (model,
-sha256(text)), so a prompt whose text equals a response's (or another prompt's) shares its vector.
+turns as one text, ``app/prompts/text.py``) are embedded after the task's pairs are chosen, for the
+cross-prompt prompt index (near-duplicate prompts); they play no part in choosing pairs. Vectors are keyed
+by (model, sha256(text)), so a prompt whose text equals a response's (or another prompt's) shares its vector.
+
+Each group of texts is tokenized once and embedded in one pass sorted by token length (``encode``), so a
+batch pads only to texts of about its own length, and the stored token counts come from that same pass.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import metrics
+from app.config import get_settings
 from app.embeddings import repository
 from app.embeddings.codec import to_bytes
 from app.embeddings.embedder import get_embedder
@@ -31,34 +35,44 @@ from app.selection.service import build_pairs
 
 log = logging.getLogger(__name__)
 
-ENCODE_BATCH = 256  # texts per model call and per insert
+ENCODE_BATCH = 256  # texts per model call and per insert (at least; see store_batch)
 
 
-def missing_texts(session: Session, prompt_ids: list[uuid.UUID]) -> dict[str, dict[str, str]]:
-    """model → {text_sha256: text} for these prompts' responses and prompt texts that have no vector yet.
+def store_batch() -> int:
+    """Texts per model call and per insert: ENCODE_BATCH, or four model batches where that is more (a GPU
+    worker's large batches), so the next batch is prepared while one runs."""
+    return max(ENCODE_BATCH, 4 * get_settings().embedding_batch_size)
+
+
+def missing_texts(
+    session: Session, prompt_ids: list[uuid.UUID], *, responses: bool = True, prompts: bool = True
+) -> dict[str, dict[str, str]]:
+    """model → {text_sha256: text} for these prompts' responses and/or prompt texts that have no vector yet.
 
     Whatever the prompts' status: a paired prompt whose texts lack a vector is one whose project changed
     its model after the prompt was handed out (``embed_texts``); its pairs stay, but its texts get vectors
     under the new model for the neighbour indexes.
     """
-    rows = session.execute(
-        select(Project.embedding_model, Response.text_sha256, Response.text)
-        .join(Prompt, Prompt.id == Response.prompt_id)
-        .join(Project, Project.id == Prompt.project_id)
-        .where(Prompt.id.in_(prompt_ids))
-    ).all()
     by_model: dict[str, dict[str, str]] = defaultdict(dict)
-    for model, sha, text in rows:
-        if text.strip():
-            by_model[model][sha] = text
-    for model, prompt, stored_sha in session.execute(
-        select(Project.embedding_model, Prompt.prompt, Prompt.text_sha256)
-        .join(Project, Project.id == Prompt.project_id)
-        .where(Prompt.id.in_(prompt_ids))
-    ):
-        text = prompt_text(prompt)
-        if text.strip():
-            by_model[model].setdefault(stored_sha or prompt_text_sha256(prompt), text)
+    if responses:
+        rows = session.execute(
+            select(Project.embedding_model, Response.text_sha256, Response.text)
+            .join(Prompt, Prompt.id == Response.prompt_id)
+            .join(Project, Project.id == Prompt.project_id)
+            .where(Prompt.id.in_(prompt_ids))
+        ).all()
+        for model, sha, text in rows:
+            if text.strip():
+                by_model[model][sha] = text
+    if prompts:
+        for model, prompt, stored_sha in session.execute(
+            select(Project.embedding_model, Prompt.prompt, Prompt.text_sha256)
+            .join(Project, Project.id == Prompt.project_id)
+            .where(Prompt.id.in_(prompt_ids))
+        ):
+            text = prompt_text(prompt)
+            if text.strip():
+                by_model[model].setdefault(stored_sha or prompt_text_sha256(prompt), text)
     for model, texts in list(by_model.items()):
         for sha in repository.existing_hashes(session, model, texts):
             del texts[sha]
@@ -68,23 +82,30 @@ def missing_texts(session: Session, prompt_ids: list[uuid.UUID]) -> dict[str, di
 def encode(
     model_name: str, texts: dict[str, str], batch: int = ENCODE_BATCH
 ) -> Iterator[list[dict[str, object]]]:
-    """Embedding rows for {text_sha256: text}, a batch at a time (no database: the model runs outside any
-    transaction, so no lock or connection is held for seconds of compute)."""
+    """Embedding rows for {text_sha256: text}, ``batch`` texts at a time (no database: the model runs
+    outside any transaction, so no lock or connection is held for seconds of compute).
+
+    One tokenizer pass over all the texts, then the texts shortest first: every model batch holds texts of
+    about one length (little padding), and each text's token count is that pass's.
+    """
     embedder = get_embedder(model_name)
     hashes = list(texts)
-    for start in range(0, len(hashes), batch):
-        chunk = hashes[start : start + batch]
-        encoded = embedder.encode([texts[h] for h in chunk])
+    tokens = embedder.tokenize([texts[h] for h in hashes])
+    order = tokens.length_order()
+    for start in range(0, len(order), batch):
+        chunk = order[start : start + batch]
+        part = tokens.take(chunk)
+        vectors = embedder.embed(part)
         yield [
             {
                 "model": model_name,
-                "text_sha256": h,
-                "dim": int(encoded.vectors.shape[1]),
+                "text_sha256": hashes[i],
+                "dim": int(vectors.shape[1]),
                 "vector": to_bytes(vec),
                 "token_count": count,
-                "truncated": count > encoded.max_seq_length,
+                "truncated": count > embedder.max_seq_length,
             }
-            for h, vec, count in zip(chunk, encoded.vectors, encoded.token_counts, strict=True)
+            for i, vec, count in zip(chunk, vectors, part.token_counts, strict=True)
         ]
 
 
@@ -97,9 +118,8 @@ def store(session: Session, rows: list[dict[str, object]]) -> None:
 
 
 def pair_prompts(session: Session, prompt_ids: list[uuid.UUID]) -> None:
-    """Build the pairs of these prompts that are pending and fully embedded, and ask for index builds."""
+    """Build the pairs of these prompts that are pending and fully embedded."""
     build_pairs(session, prompt_ids)
-    schedule_index_builds(session, prompt_ids)
 
 
 def schedule_index_builds(session: Session, prompt_ids: list[uuid.UUID]) -> None:
