@@ -29,7 +29,7 @@ from functools import partial
 from typing import Any
 
 from anyio import to_thread
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import and_, insert, select, update
 from starlette.requests import ClientDisconnect
 
@@ -209,14 +209,35 @@ def _parse(number: int, raw: bytes | None, max_line: int) -> PromptItem | _Refus
     return _Refused(number, first["msg"], where, _external_id_of(raw))
 
 
+_ITEMS = TypeAdapter(list[PromptItem])
+
+
+def _parse_all(
+    lines: list[tuple[int, bytes | None]], max_line: int
+) -> list[tuple[int, PromptItem | _Refused | None]]:
+    """Every line parsed (``_parse``); a batch of good lines is validated in one call, which costs half as
+    much per line, and line by line only when that call finds something wrong."""
+    present = [
+        (n, raw) for n, raw in lines if raw is not None and raw.strip() and not raw.startswith(b"\xef")
+    ]
+    if len(present) == len(lines):
+        try:
+            items = _ITEMS.validate_json(b"[" + b",".join(raw for _, raw in present) + b"]")
+        except ValueError:  # ValidationError, or a line that is not JSON: find which, line by line
+            pass
+        else:
+            if len(items) == len(present):  # else a line held two values (`{…}, {…}`): line by line
+                return [(n, item) for (n, _), item in zip(present, items, strict=True)]
+    return [(number, _parse(number, raw, max_line)) for number, raw in lines]
+
+
 def store(project_id: uuid.UUID, job_id: uuid.UUID, batch: _Batch, keep_errors: int) -> _Counts:
     """Parse and store one batch of lines in one transaction, with its refusals (at most ``keep_errors``
     of them kept) and the job's counters."""
     max_line = get_settings().max_body_bytes
     refused: list[_Refused] = []
     incoming: list[service.Incoming] = []
-    for number, raw in batch.lines:
-        parsed = _parse(number, raw, max_line)
+    for number, parsed in _parse_all(batch.lines, max_line):
         if isinstance(parsed, _Refused):
             refused.append(parsed)
         elif parsed is not None:

@@ -64,7 +64,8 @@ class TestUpload:
         errors = client.get(f"/v1/jobs/{result['job_id']}/errors").json()["items"]
         assert [(e["line"], e["field"]) for e in errors] == [(5, None), (7, "responses")]
         assert errors[0]["detail"].startswith("not JSON")
-        assert errors[1]["external_id"] == "u7" and "at least 2" in errors[1]["detail"]
+        assert errors[1]["external_id"] == "u7"
+        assert "at least 2" in errors[1]["detail"]
         job = client.get(f"/v1/jobs/{result['job_id']}").json()
         assert job["kind"] == "upload"
         assert (job["status"], job["done"], job["total"]) == ("queued", 0, 9)
@@ -84,6 +85,9 @@ class TestUpload:
         second = client.get(url, params={"limit": 2, "cursor": first["next_cursor"]}).json()
         assert [e["line"] for e in first["items"] + second["items"]] == [2, 4, 6]
         assert second["next_cursor"] is None
+        # Two items on one line, in a batch of good lines: that line is refused, not split.
+        double = upload(client, project_id, line(70) + line(71).rstrip() + b", " + line(72)).json()
+        assert (double["lines"], double["accepted"], double["errors"]) == (2, 1, 1)
 
     def test_uploading_again_stores_nothing_twice(
         self, client: Any, project_id: str, session: Any, recorded_tasks: list[Any]
@@ -99,7 +103,8 @@ class TestUpload:
         assert (changed["accepted"], changed["errors"]) == (1, 1)
         error = client.get(f"/v1/jobs/{changed['job_id']}/errors").json()["items"][0]
         assert (error["line"], error["external_id"], error["field"]) == (1, "u2", "external_id")
-        assert client.get(f"/v1/projects/{project_id}/prompts/by-external-id/u2").json()["prompt"] == "Question 2?"
+        kept = client.get(f"/v1/projects/{project_id}/prompts/by-external-id/u2").json()
+        assert kept["prompt"] == "Question 2?"
         assert session.scalar(select(func.count()).select_from(Job)) == 3
 
     def test_a_line_without_external_id_gets_the_clients_id(
