@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # A running export whose heartbeat is older than this is taken as dead and queued again.
     export_stale_after_seconds: int = Field(default=45, ge=1)
     export_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # An export reads its snapshot only once no label stamped by it can still commit: this long after
+    # snapshot_at (a label is written within moments of its stamp), and on Postgres once no transaction that
+    # began by then and has written is open, waiting at most the statement timeout (app/exports/snapshot.py).
+    export_settle_seconds: float = Field(default=0.25, ge=0, le=60)
     # Rows per Parquet row group (and per batch buffered before it is written).
     export_row_group_rows: int = Field(default=10_000, ge=1, le=1_000_000)
     # How often exports.run_schedules looks for due export schedules (a cron slot runs up to this late).

@@ -16,6 +16,7 @@ import array
 import hashlib
 import io
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, create_engine, event, exists, func, select
+from sqlalchemy import Engine, create_engine, event, exists, func, select, text
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.pool import NullPool
 
@@ -99,6 +100,43 @@ def _sqlite_reader(db: Database) -> Engine:
 
             _sqlite_readers[url] = engine
         return engine
+
+
+# Transactions of other sessions on this database that began by the cutoff and have written (a transaction
+# gets an xid at its first write: read-only ones, other exports' read sessions included, are not waited for).
+_OPEN_WRITERS = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+    "AND backend_xid IS NOT NULL AND xact_start <= :cutoff"
+)
+
+
+def settle(
+    db: Database, snapshot_at: datetime, settle_s: float, timeout_s: float, tick: Tick | None = None
+) -> bool:
+    """Wait until no label stamped at or before ``snapshot_at`` can still commit, so that every export of a
+    snapshot reads the same labels (an export taken right at its snapshot, under load, used to miss labels
+    that committed moments later, and a later export of that snapshot held them: two files for one snapshot).
+
+    A label is written within moments of its stamp (app/queue/router.py stamps it when its work starts), so:
+    until ``settle_s`` past the snapshot, then, on Postgres, while a transaction that began by then and has
+    written is open (a label held up by a lock), at most ``timeout_s``. False when it gave up waiting."""
+    cutoff = snapshot_at + timedelta(seconds=settle_s)
+    while (left := (cutoff - datetime.now(UTC)).total_seconds()) > 0:
+        time.sleep(min(left, 1.0))
+        if tick is not None:
+            tick()
+    if db.engine.dialect.name != "postgresql":
+        return True
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with db.engine.connect() as conn:
+            if not conn.execute(_OPEN_WRITERS, {"cutoff": cutoff}).scalar():
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+        if tick is not None:
+            tick()
 
 
 @contextmanager

@@ -64,6 +64,9 @@ def run_export(export_id: str, *, attempt: Attempt = ONLY_ATTEMPT) -> None:
             run = session.get_one(ExportRun, eid)
             session.expunge(run)
         started = time.perf_counter()
+        timeout_s = settings.db_statement_timeout_ms / 1000 or settings.export_stale_after_seconds
+        if not snapshot.settle(db, run.snapshot_at, settings.export_settle_seconds, timeout_s, beat):
+            log.warning("exports.unsettled", extra={"export_id": export_id, "waited_s": timeout_s})
         with snapshot.read_session(db) as session:
             result = service.write_files(session, run, beat, settings.export_row_group_rows)
         with db.session() as session:

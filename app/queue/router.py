@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from anyio import CapacityLimiter, to_thread
@@ -134,15 +136,17 @@ async def label(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Store the choice for a live assignment; the same request again returns the first result (200)."""
-    stored, created = await to_thread.run_sync(
-        fastlane.label_request,
-        credentials_of(request, credentials),
-        assignment_id,
-        body,
-        now,
-        idempotency_key,
-        limiter=_limiter(request),
-    )
+    credentials_ = credentials_of(request, credentials)
+    arrived = time.monotonic()
+
+    def work() -> tuple[StoredLabel, bool]:
+        # Stamped when the work starts, not when the request came in: under load a label waits seconds for
+        # the limiter, and an export of a snapshot counts on a label being written within moments of its
+        # labeled_at (app/exports/snapshot.settle), or two exports of one snapshot could differ.
+        started = now + timedelta(seconds=time.monotonic() - arrived)
+        return fastlane.label_request(credentials_, assignment_id, body, started, idempotency_key)
+
+    stored, created = await to_thread.run_sync(work, limiter=_limiter(request))
     return JSONResponse(_label_read(stored).model_dump(mode="json"), status_code=201 if created else 200)
 
 
