@@ -169,7 +169,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_beat(_args: argparse.Namespace) -> int:
-    """Celery beat: sends the periodic tasks."""
+    """Celery beat: sends the periodic tasks, and relays the task outbox (workers/relay.py)."""
     from app.config import get_settings
 
     if not get_settings().broker_url:
@@ -179,7 +179,9 @@ def cmd_beat(_args: argparse.Namespace) -> int:
         )
         return 2
     from workers.celery_app import celery_app
+    from workers.relay import start_relay_thread
 
+    start_relay_thread()
     celery_app.start(
         [
             "beat",

@@ -10,6 +10,7 @@ from celery.signals import worker_init, worker_process_init
 
 from app.background import DEFAULT_QUEUE, periodic_tasks, routes
 from app.config import get_settings
+from app.outbox.service import RELAY_TASK
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,12 @@ celery_app.conf.update(
     broker_connection_retry_on_startup=True,
     broker_transport_options={"visibility_timeout": 3600},
     worker_cancel_long_running_tasks_on_connection_loss=True,
-    beat_schedule={name: {"task": name, "schedule": interval} for name, interval in periodic_tasks()},
+    # outbox.relay runs in the beat process itself (workers/relay.py), never queued behind long tasks.
+    beat_schedule={
+        name: {"task": name, "schedule": interval}
+        for name, interval in periodic_tasks()
+        if name != RELAY_TASK
+    },
     timezone="UTC",
 )
 

@@ -222,3 +222,26 @@ def _sent_ago(db: Any, row_id: uuid.UUID, seconds: float) -> None:
             .where(TaskOutbox.id == row_id)
             .values(sent_at=utcnow() - timedelta(seconds=seconds))
         )
+
+
+def test_the_relay_runs_in_the_beat_process_not_in_a_worker_pool(
+    monkeypatch: pytest.MonkeyPatch, override_settings: Any
+) -> None:
+    """Scheduled as a Celery task it would wait behind long tasks in a busy pool; beat runs it in a thread."""
+    import threading
+
+    from workers.celery_app import celery_app
+    from workers.relay import start_relay_thread
+
+    assert service.RELAY_TASK not in celery_app.conf.beat_schedule
+    assert "maintenance.reconcile" in celery_app.conf.beat_schedule
+    override_settings(outbox_relay_interval_seconds=0.05)
+    ran = threading.Event()
+    monkeypatch.setattr(outbox_tasks, "relay", lambda: ran.set())
+    stop = threading.Event()
+    thread = start_relay_thread(stop)
+    assert ran.wait(5)
+    assert thread.daemon
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
