@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     embedding_threads: int = Field(default=2, ge=1, le=256)
     # Where the sentence-transformers model runs: cpu, cuda, cuda:N, mps, or auto (cuda when there is one).
     # A GPU worker sets this with a larger REAL_EMBEDDING_BATCH_SIZE (256-1024) and may run in half
-    # precision (float16/bfloat16; same vectors, cosine 1.0 to float32; ignored on cpu) — docs/scaling.md.
+    # precision (float16/bfloat16; same vectors, cosine 1.0 to float32; ignored on cpu): docs/benchmarks.md.
     embedding_device: str = Field(default="cpu", pattern=r"^(cpu|auto|mps|cuda(:[0-9]+)?)$")
     embedding_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     # Threads that tokenize a task's texts (each with its own tokenizer copy); more than 1 pays off on a
@@ -70,10 +70,6 @@ class Settings(BaseSettings):
     # A running export whose heartbeat is older than this is taken as dead and queued again.
     export_stale_after_seconds: int = Field(default=45, ge=1)
     export_heartbeat_seconds: float = Field(default=15.0, gt=0)
-    # An export reads its snapshot only once no label stamped by it can still commit: this long after
-    # snapshot_at (a label is written within moments of its stamp), and on Postgres once no transaction that
-    # began by then and has written is open, waiting at most the statement timeout (app/exports/snapshot.py).
-    export_settle_seconds: float = Field(default=0.25, ge=0, le=60)
     # Rows per Parquet row group (and per batch buffered before it is written).
     export_row_group_rows: int = Field(default=10_000, ge=1, le=1_000_000)
     # How often exports.run_schedules looks for due export schedules (a cron slot runs up to this late).

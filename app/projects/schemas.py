@@ -17,7 +17,11 @@ EmbeddingModelName = Annotated[NoNulStr, AfterValidator(check_model_name)]
 EMBEDDING_MODEL_HELP = (
     "The packaged all-MiniLM-L6-v2, or the absolute path of a local sentence-transformers model or Hugging "
     "Face causal LM folder; recorded with every vector. Changing it re-embeds and re-pairs the prompts "
-    "none of whose pairs was handed out yet."
+    "none of whose pairs was handed out yet. Options after '@', joined by '+': a faster backend for a "
+    "sentence-transformers model (onnx: the same vectors through ONNX Runtime; onnx-int8: int8 weights; "
+    "static: a model2vec model distilled from it, for very large jobs) and seqN (read at most N tokens of "
+    "each text), e.g. sentence-transformers/all-MiniLM-L6-v2@onnx-int8; their speed and how much of "
+    "REAL's benefit each keeps are in docs/benchmarks.md."
 )
 
 SKIP_REDUNDANT_HELP = (
@@ -82,9 +86,7 @@ class ProjectUpdate(Input):
     gold_min_accuracy: float | None = Field(default=None, ge=0, le=1)
     review_agreement_threshold: float | None = Field(default=None, ge=0, le=1)
     skip_redundant_pairs: StrictBool | None = Field(default=None, description=SKIP_REDUNDANT_HELP)
-    max_extra_labels_per_pair: Int32 | None = Field(
-        default=None, ge=0, le=20, description=EXTRA_LABELS_HELP
-    )
+    max_extra_labels_per_pair: Int32 | None = Field(default=None, ge=0, le=20, description=EXTRA_LABELS_HELP)
 
 
 class ProjectRead(BaseModel):
