@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -70,6 +71,10 @@ class Settings(BaseSettings):
     # A running export whose heartbeat is older than this is taken as dead and queued again.
     export_stale_after_seconds: int = Field(default=45, ge=1)
     export_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # An export reads its snapshot only once no label stamped by it can still commit: this long after
+    # snapshot_at (a label is written within moments of its stamp), and on Postgres once no transaction that
+    # began by then and has written is open, waiting at most the statement timeout (app/exports/snapshot.py).
+    export_settle_seconds: float = Field(default=0.25, ge=0, le=60)
     # Rows per Parquet row group (and per batch buffered before it is written).
     export_row_group_rows: int = Field(default=10_000, ge=1, le=1_000_000)
     # How often exports.run_schedules looks for due export schedules (a cron slot runs up to this late).
@@ -104,6 +109,12 @@ class Settings(BaseSettings):
     max_responses_per_prompt: int = Field(default=16, ge=2)
     max_text_chars: int = Field(default=100_000, ge=1)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # POST /v1/projects/{id}/prompts:upload streams its JSONL body (max_body_bytes caps each line instead):
+    # no cap on the whole body unless this is set; lines are stored upload_batch_lines at a time, one
+    # transaction each, and at most upload_max_errors refused lines are kept (all are counted).
+    max_upload_bytes: int | None = Field(default=None, ge=1024)
+    upload_batch_lines: int = Field(default=1_000, ge=1, le=100_000)
+    upload_max_errors: int = Field(default=10_000, ge=0)
     # A prompt's free-form metadata: at most this many bytes (compact UTF-8 JSON) and keys (nested count).
     max_metadata_bytes: int = Field(default=64 * 1024, ge=2)
     max_metadata_keys: int = Field(default=256, ge=0)
@@ -130,6 +141,10 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(default=20, ge=1)
     # Where rate-limit counters live: Redis when set (or when the broker is Redis), else this process.
     rate_limit_redis_url: str | None = None
+    # Proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed: uvicorn's
+    # forwarded_allow_ips. The client address (what failed authentications are counted against) is the
+    # rightmost hop not among them. Default none: the socket peer, whatever the headers say.
+    trusted_proxies: str = ""
     max_active_leases_per_annotator: int = Field(default=10, ge=1)
     # Claims and labels a server process works on at once; the others wait on its event loop, holding no
     # thread and no database connection (more threads only fight over the GIL and the database's CPU).
@@ -183,6 +198,17 @@ class Settings(BaseSettings):
                 "REAL_BROKER_URL to run tasks in-process."
             )
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"REAL_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR") from None
+        return ",".join(entries)
 
     @property
     def is_sqlite(self) -> bool:
