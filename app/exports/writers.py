@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Protocol
 from app.exports.rows import METADATA_COLUMNS
 
 GZIP_LEVEL = 6
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 
 MEDIA_TYPES = {
     ("jsonl", "none"): "application/x-ndjson",
@@ -88,7 +89,9 @@ class JsonlWriter:
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            text = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
+            # json.dumps(r, ensure_ascii=False, allow_nan=False) builds an encoder per call; one does it all.
+            encode = _JSON.encode
+            text = "".join([encode(r) + "\n" for r in rows])
             self._out.write(text.encode("utf-8"))
 
     def close(self) -> None:
@@ -150,7 +153,10 @@ class ParquetWriter:
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            table = self._pa.Table.from_pylist(rows, schema=self._schema)
+            # Column by column (what Table.from_pylist does row by row, at a fraction of the cost).
+            names = self._schema.names
+            columns = {name: [r[name] for r in rows] for name in names}
+            table = self._pa.Table.from_pydict(columns, schema=self._schema)
             self._writer.write_table(table, row_group_size=len(rows))
 
     def close(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 
 import pytest
@@ -74,6 +76,21 @@ class TestDigest:
     )
     def test_any_change_of_outcome_changes_it(self, other: object, when: str) -> None:
         assert digest(decide((2, 0, 0, 0), None, 2), "t") != digest(other, when)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        "counts", [(2, 0, 0, 0), (1, 1, 0, 0), (2, 1, 0, 0), (0, 0, 2, 0), (0, 3, 1, 1), (0, 0, 0, 0)]
+    )
+    @pytest.mark.parametrize("when", ["2026-01-01T00:00:00.000000Z", "t", 'odd "quoted" \u00e9'])
+    def test_the_value_written_by_earlier_exports(self, counts: tuple[int, int, int, int], when: str) -> None:
+        """State files of earlier exports hold digests an incremental export compares with: the value is
+        blake2b-64 of the JSON list of the outcome's fields and the completing label's time, as it was."""
+        for verdict in (None, "a", "tie"):
+            decided = decide(counts, verdict, 2)
+            key = [decided.result, decided.labels, decided.reviewed, decided.completed, decided.agreement,
+                   decided.label_smoothing, decided.weight, when]  # fmt: skip
+            blob = json.dumps(key, separators=(",", ":")).encode()
+            expected = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little")
+            assert digest(decided, when) == expected
 
 
 class TestConversation:
