@@ -7,7 +7,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test fuzz install install-test chromium lint fmt migrate clean
+.PHONY: run test fuzz install install-test chromium lint fmt migrate clean bench
 
 # torch==2.13.0 (CPU) goes in first: with no torch installed, sentence-transformers pulls a multi-GB CUDA build.
 $(BIN)/.installed: pyproject.toml
@@ -40,6 +40,18 @@ run: install
 test: install-test
 	@$(BIN)/python -m tests.preflight
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The CPU benchmarks in one go, each at a size that keeps the whole run near 10 minutes on 2 cores (Postgres on
+# 127.0.0.1:5432, Redis for the production shape); each prints its table. docs/benchmarks.md has the full-size
+# commands and their recorded results.
+bench: install-test
+	$(BIN)/python bench/selection.py --prompts 20000 --repeat 1
+	$(BIN)/python -m bench.neighbors --sizes 5000 --queries 100
+	$(BIN)/python -m bench.queue --seconds 10 --annotators 1,50 --db postgres
+	$(BIN)/python -m bench.ingest --batches 5 --upload --upload-prompts 20000
+	$(BIN)/python -m bench.export --pairs 20000 --db postgres,sqlite
+	$(BIN)/python -m bench.pipeline --prompts 20 --answers 5 --shapes embedded
+	$(BIN)/python -m bench.backends --prompts 20
 
 # The deep schema fuzz: 200 examples per operation and role (make test runs 25).
 fuzz: install-test
