@@ -7,7 +7,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test fuzz install install-test chromium lint fmt migrate clean bench
+.PHONY: run test test-chaos fuzz install install-test chromium lint fmt migrate clean bench
 
 # torch==2.13.0 (CPU) goes in first: with no torch installed, sentence-transformers pulls a multi-GB CUDA build.
 $(BIN)/.installed: pyproject.toml
@@ -40,6 +40,12 @@ run: install
 test: install-test
 	@$(BIN)/python -m tests.preflight
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The chaos suite (tests/chaos, about 10 minutes): its own Postgres and Redis on free ports, `real-align api`
+# with 2 workers, a Celery worker and beat; worker SIGKILLs, Redis and Postgres outages, 100 annotators for
+# 2 minutes, exports of one snapshot. Not part of `make test`; .ci/run runs both.
+test-chaos: install-test
+	$(BIN)/python -m pytest tests/chaos -m chaos -p no:xdist -o log_cli=true --log-cli-level=WARNING
 
 # The CPU benchmarks in one go, each at a size that keeps the whole run near 10 minutes on 2 cores (Postgres on
 # 127.0.0.1:5432, Redis for the production shape); each prints its table. docs/benchmarks.md has the full-size

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,103 +19,12 @@ from app.outbox.models import TaskOutbox
 from app.prompts.models import Prompt, PromptStatus
 from tests.conftest import ADMIN_KEY, EXPORT_DIR, PG_URL, _reset_app_state
 from tests.e2e.pipeline import load_items, wait_for
+from tests.processes import Redis, Shape
 
 pytestmark = [pytest.mark.integration, pytest.mark.embedding]
 
 log = logging.getLogger(__name__)
 RESUME_GOAL_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Redis:
-    """A redis-server of this test's own, on a free port, keeping nothing on disk."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port, self.workdir = free_port(), workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ]
-            + ["--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-        )
-        import redis
-
-        wait_for(lambda: _pings(redis.Redis.from_url(self.url)), 10, "the test's Redis")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
-            self.process = None
-
-
-def _pings(client: Any) -> bool:
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
-
-
-class Shape:
-    """Worker and beat processes (each in a session of its own, so a SIGKILL takes its children too)."""
-
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
-        self.env, self.workdir = env, workdir
-        self.worker: subprocess.Popen[bytes] | None = None
-        self.beat: subprocess.Popen[bytes] | None = None
-        self.workers = 0
-
-    def start_worker(self) -> None:
-        self.workers += 1
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--queues", "embeddings,default"]
-            + ["--concurrency", "2", "--name", f"recovery-{os.getpid()}-{self.workers}@%h"],
-            env=self.env,
-            start_new_session=True,
-        )
-
-    def kill_worker(self) -> None:
-        assert self.worker is not None
-        os.killpg(self.worker.pid, signal.SIGKILL)
-        self.worker.wait(10)
-
-    def start_beat(self) -> None:
-        self.beat = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "beat"],
-            env={**self.env, "REAL_BEAT_SCHEDULE_FILE": str(self.workdir / "beat-schedule")},
-            start_new_session=True,
-        )
-
-    def stop(self) -> None:
-        for process in (self.worker, self.beat):
-            if process is not None and process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(10)
 
 
 @pytest.fixture
