@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.auth.models import Principal, Role
 from app.pairs.models import Pair, PairSlot, PairStatus
 from app.projects.models import Project
 from app.prompts.models import Prompt, PromptStatus, Response
@@ -74,3 +76,23 @@ def make_pairs(
         pairs.append(pair)
     session.flush()
     return pairs
+
+
+def make_annotator(session: Session, name: str, *projects: Any) -> Principal:
+    """An annotator principal (no key) that may work on these projects, added to its grants if it exists:
+    whom an admin may claim on behalf of."""
+    principal = session.scalars(select(Principal).where(Principal.name == name)).first()
+    if principal is None:
+        principal = Principal(name=name, role=Role.ANNOTATOR, projects=[])
+        session.add(principal)
+    principal.projects = sorted(set(principal.projects or []) | {str(p) for p in projects})
+    session.flush()
+    return principal
+
+
+def grant_annotator(name: str, *projects: Any) -> None:
+    """make_annotator, committed in a unit of work of its own (for tests that hold only an API client)."""
+    from app.db.session import get_database
+
+    with get_database().session() as session:
+        make_annotator(session, name, *projects)

@@ -153,6 +153,20 @@ _KEY_LOOKUP = _KEY_COLUMNS.where(ApiKey.key_hash == bindparam("b_hash"))
 _KEY_BY_ID = _KEY_COLUMNS.where(ApiKey.id == bindparam("b_id"))
 
 
+def principal_caller(session: Session, name: str) -> Caller | None:
+    """The principal of this name as a caller (its role, grants and flags, no key), or None."""
+    principal = session.scalars(select(Principal).where(Principal.name == name)).first()
+    if principal is None:
+        return None
+    return Caller(
+        name=principal.name,
+        role=Role(principal.role),
+        principal_id=principal.id,
+        projects=frozenset(uuid.UUID(p) for p in (principal.projects or [])),
+        reviewer=principal.reviewer,
+    )
+
+
 def _active_admin_key_exists(session: Session, now: datetime) -> bool:
     return bool(session.connection().execute(_ADMIN_KEY_EXISTS, {"b_now": now}).scalar())
 

@@ -63,11 +63,11 @@ def _claim_request(
     with get_database().session() as session:
         caller = guard.check_role(guard.authenticate(session, credentials, now), ANNOTATOR_ROLES)
         annotator = caller.name
-        if body is not None and body.annotator is not None:
-            if not caller.is_admin:
-                raise Forbidden("only admin keys may claim on behalf of another annotator", field="annotator")
-            annotator = body.annotator
+        if body is not None and body.annotator is not None and not caller.is_admin:
+            raise Forbidden("only admin keys may claim on behalf of another annotator", field="annotator")
         project = projects.get_active(session, caller, project_id)
+        if body is not None and body.annotator is not None:
+            annotator = service.on_behalf_of(session, project, body.annotator)
         return annotator, project.instructions, service.claim(session, project, annotator, now)
 
 

@@ -17,7 +17,8 @@ class ClaimRequest(Input):
         default=None,
         min_length=1,
         max_length=200,
-        description="Admin keys only: claim on behalf of this annotator (integrations, tests).",
+        description="Admin keys only: claim on behalf of this annotator, an existing annotator principal "
+        "that may work on the project (422 naming `annotator` otherwise).",
     )
 
 

@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import service as audit
+from app.auth import service as auth
 from app.auth.context import Caller
+from app.auth.models import Role
 from app.config import get_settings
 from app.db.base import utcnow
 from app.db.ids import uuid7
@@ -25,11 +27,13 @@ from app.errors import (
     ActiveLeaseLimit,
     AlreadyLabeled,
     IdempotencyKeyReused,
+    InvalidInput,
     LeaseExpired,
     NotFound,
     RenewalLimit,
     UndoRefused,
 )
+from app.projects import service as projects
 from app.projects.models import Project
 from app.queue import budget, repository
 from app.queue.models import Assignment, AssignmentStatus, Label
@@ -134,6 +138,20 @@ def claim(session: Session, project: Project, annotator: str, now: datetime) -> 
         log.info("queue.claimed", extra={"assignment_id": str(assignment_id), "pair_id": str(pair_id)})
         return claimed
     return _why_empty(session, project)
+
+
+def on_behalf_of(session: Session, project: Project, name: str) -> str:
+    """Whom an admin's claim for `annotator` leases to: an existing annotator principal that may work on
+    the project (the rule its own key meets: app/projects/service.can_see); else 422 naming `annotator`.
+    An admin cannot invent annotators, whose labels would count as independent judgments."""
+    annotator = auth.principal_caller(session, name)
+    if annotator is None:
+        raise InvalidInput(f"no principal {name!r}; create the annotator's key first", field="annotator")
+    if annotator.role is not Role.ANNOTATOR:
+        raise InvalidInput(f"{name!r} is a {annotator.role.value}, not an annotator", field="annotator")
+    if not projects.can_see(annotator, project):
+        raise InvalidInput(f"annotator {name!r} may not work on project {project.id}", field="annotator")
+    return name
 
 
 def gold_draw() -> float:

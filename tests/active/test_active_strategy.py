@@ -24,7 +24,7 @@ from app.quality import tasks as quality_tasks
 from app.selection.service import build_pairs
 from tests.active.planted import store_random_vector
 from tests.exports.helpers import at, label
-from tests.factories import make_project
+from tests.factories import grant_annotator, make_project
 
 pytestmark = pytest.mark.integration
 DIM, K = 8, 3
@@ -142,6 +142,7 @@ def test_after_a_refit_the_queue_follows_the_model(
         assert slots == [pytest.approx(pair.priority)]
     assert repaired > 0  # with three candidates, the model changed some prompts' pair
     # The queue hands out the highest active priority first.
+    grant_annotator("ann2", project_id)
     claimed = client.post(f"/v1/projects/{project_id}/queue/claim", json={"annotator": "ann2"})
     assert claimed.status_code == 200, claimed.text
     top = max((after[p] for p in set(before) - set(labelled)), key=lambda pair: pair.priority)
@@ -167,6 +168,7 @@ def test_no_claim_waits_on_a_refresh(
             label_as_the_queue_would(s, pair, "a" if diff @ truth > 0 else "b", n)
     quality_tasks.aggregate_project(str(project_id))
     assert active_tasks.refit_reward_model(str(project_id)) == 1
+    grant_annotator("ann2", project_id)
     answers: list[tuple[int, float]] = []
     with db.session() as s:
         project = s.get_one(Project, project_id)

@@ -15,10 +15,11 @@ from app.pairs.models import Pair
 from app.queue import budget
 from app.queue import repository as queue_repository
 from tests.conftest import ADMIN_KEY
-from tests.factories import make_pairs, make_project
+from tests.factories import grant_annotator, make_pairs, make_project
 
 
 def claim(client: Any, project_id: Any, annotator: str) -> Any:
+    grant_annotator(annotator, project_id)  # an admin claims only for a real annotator
     return client.post(f"/v1/projects/{project_id}/queue/claim", json={"annotator": annotator})
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app.auth.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from app.prompts.models import Prompt
 from app.queue.models import Assignment
-from tests.factories import make_pairs, make_project
+from tests.factories import make_annotator, make_pairs, make_project
 from tests.services import redis_url
 
 
@@ -72,6 +72,8 @@ class TestLeaseCap:
         override_settings(max_active_leases_per_annotator=2)
         project = make_project(session)
         make_pairs(session, project, 5)
+        make_annotator(session, "greedy", project.id)
+        make_annotator(session, "someone-else", project.id)
         session.commit()
         url = f"/v1/projects/{project.id}/queue/claim"
         assert [client.post(url, json={"annotator": "greedy"}).status_code for _ in range(2)] == [200, 200]

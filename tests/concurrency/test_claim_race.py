@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.main import create_app
 from app.queue.models import Assignment, Label
 from tests.conftest import ADMIN_KEY
-from tests.factories import make_pairs, make_project
+from tests.factories import grant_annotator, make_pairs, make_project
 from tests.live_server import serve
 
 pytestmark = pytest.mark.concurrency
@@ -22,6 +22,8 @@ THREADS = 20
 
 
 def _race(base_url: str, project_id: Any, annotators: list[str]) -> list[httpx.Response]:
+    for annotator in annotators:
+        grant_annotator(annotator, project_id)
     barrier = threading.Barrier(len(annotators))
 
     def one(annotator: str) -> httpx.Response:

@@ -15,7 +15,7 @@ from app.db.session import get_database, reset_database
 from app.main import create_app
 from app.queue.models import Label
 from tests.conftest import ADMIN_KEY
-from tests.factories import make_pairs, make_project
+from tests.factories import grant_annotator, make_pairs, make_project
 from tests.live_server import serve
 
 # Minutes on a loaded two-core machine: 4,000+ requests through one in-process server.
@@ -36,6 +36,8 @@ def run_race(db: Any, annotations_per_pair: int = 1, pairs: int = PAIRS, *, own_
     lock = threading.Lock()
     with serve(create_app(admin_key=ADMIN_KEY, start_runner=False)) as base_url:
         keys = [ADMIN_KEY] * ANNOTATORS
+        for n in range(ANNOTATORS):
+            grant_annotator(f"ann-{n}", project_id)
         if own_keys:
             with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as admin:
                 keys = [

@@ -14,7 +14,7 @@ from app.api.clock import get_now
 from app.quality.agreement import fleiss_kappa, krippendorff_alpha_nominal
 from app.quality.tasks import aggregate_project
 from tests.exports.helpers import run_export
-from tests.factories import make_pairs, make_project
+from tests.factories import grant_annotator, make_pairs, make_project
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +47,7 @@ class Clock:
 
 
 def claim(client: Any, project_id: Any, annotator: str) -> dict[str, Any]:
+    grant_annotator(annotator, project_id)  # an admin claims only for a real annotator
     response = client.post(f"/v1/projects/{project_id}/queue/claim", json={"annotator": annotator})
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()

@@ -23,7 +23,7 @@ from app.prompts.models import Prompt, Response
 from app.prompts.text import prompt_text
 from app.queue.models import Assignment, Label
 from app.selection.reembed import reembed_project
-from tests.factories import make_pairs, make_project
+from tests.factories import grant_annotator, make_pairs, make_project
 
 ITEMS = [
     {
@@ -120,6 +120,7 @@ def test_changing_the_model_reembeds_untouched_prompts_and_keeps_claimed_ones(
     before = pairs_by_prompt(session)
     prompt_of = {p.prompt: p.external_id for p in session.scalars(select(Prompt))}
 
+    grant_annotator("ann", pid)
     labelled = client.post(f"/v1/projects/{pid}/queue/claim", json={"annotator": "ann"}).json()
     assert (
         client.post(f"/v1/assignments/{labelled['assignment_id']}/label", json={"choice": "a"}).status_code

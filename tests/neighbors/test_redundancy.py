@@ -23,6 +23,7 @@ from app.projects.models import Project
 from app.prompts.models import Prompt
 from app.queue import service as queue_service
 from app.queue.models import Assignment
+from tests.factories import grant_annotator
 
 pytestmark = pytest.mark.embedding
 
@@ -73,6 +74,7 @@ def ingest(client: Any, recorded: list[Any], pid: str, *items: dict[str, Any]) -
 
 
 def claim(client: Any, pid: str, annotator: str = "ann") -> Any:
+    grant_annotator(annotator, pid)  # an admin claims only for a real annotator
     return client.post(f"/v1/projects/{pid}/queue/claim", json={"annotator": annotator})
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from app.db.base import utcnow
 from app.pairs.models import Pair
-from tests.factories import make_pairs, make_project
+from tests.factories import grant_annotator, make_pairs, make_project
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -88,6 +88,7 @@ def test_a_reviewer_reads_the_pair_with_its_labels_in_pair_terms(client: Any, db
         project_id = project.id
     sides = []
     for name, side in (("x", "a"), ("y", "b")):
+        grant_annotator(name, project_id)
         claimed = client.post(f"/v1/projects/{project_id}/queue/claim", json={"annotator": name}).json()
         pair = session.get(Pair, client.get(f"/v1/projects/{project_id}/pairs").json()["items"][0]["id"])
         choice = pair_side_choice(claimed, pair, side)

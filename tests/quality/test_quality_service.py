@@ -17,10 +17,11 @@ from app.projects.models import Project
 from app.prompts.models import Response
 from app.quality.agreement import krippendorff_alpha_nominal
 from app.quality.tasks import aggregate_project
-from tests.factories import make_pairs, make_project
+from tests.factories import grant_annotator, make_pairs, make_project
 
 
 def claim(client: Any, project_id: Any, annotator: str) -> Any:
+    grant_annotator(annotator, project_id)  # an admin claims only for a real annotator
     return client.post(f"/v1/projects/{project_id}/queue/claim", json={"annotator": annotator})
 
 

@@ -18,10 +18,11 @@ from app.pairs.models import Pair, PairSlot
 from app.projects.models import Project
 from app.queue import repository, service
 from app.queue.models import Assignment, Label
-from tests.factories import make_pairs, make_project
+from tests.factories import grant_annotator, make_pairs, make_project
 
 
 def claim(client: Any, project_id: Any, annotator: str = "ann") -> Any:
+    grant_annotator(annotator, project_id)  # an admin claims only for a real annotator
     return client.post(f"/v1/projects/{project_id}/queue/claim", json={"annotator": annotator})
 
 

@@ -27,7 +27,7 @@ from app.projects.models import Project, ProjectStatus
 from app.queue import fastlane
 from app.queue.models import Assignment, Label
 from tests.conftest import ADMIN_KEY
-from tests.factories import make_pairs, make_project
+from tests.factories import grant_annotator, make_pairs, make_project
 from tests.live_server import serve
 
 
@@ -110,6 +110,7 @@ class TestAnnotatorKey:
     def test_the_bootstrap_admin_takes_the_unit_of_work_path(
         self, client: Any, project: Project, lane_calls: list[str]
     ) -> None:
+        grant_annotator("someone", project.id)
         claimed = client.post(f"/v1/projects/{project.id}/queue/claim", json={"annotator": "someone"})
         assert claimed.status_code == 200
         assert (

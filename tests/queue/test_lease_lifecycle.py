@@ -14,10 +14,11 @@ from app.api.clock import get_now
 from app.db.base import utcnow
 from app.maintenance.tasks import reconcile
 from app.queue.models import Assignment, Label
-from tests.factories import make_pairs, make_project
+from tests.factories import grant_annotator, make_pairs, make_project
 
 
 def claim(client: Any, project_id: Any, annotator: str = "ann") -> Any:
+    grant_annotator(annotator, project_id)  # an admin claims only for a real annotator
     return client.post(f"/v1/projects/{project_id}/queue/claim", json={"annotator": annotator})
 
 

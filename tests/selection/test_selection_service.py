@@ -12,7 +12,7 @@ import pytest
 
 from app.embeddings.embedder import resolve_model_path
 from app.embeddings.tasks import embed_prompts
-from tests.factories import make_pairs, make_project  # noqa: F401
+from tests.factories import grant_annotator, make_pairs, make_project  # noqa: F401
 
 pytestmark = pytest.mark.embedding
 
@@ -90,6 +90,8 @@ class TestRealData:
             if not (cursor := page["next_cursor"]):
                 break
         handed = []
+        for n in range(10):
+            grant_annotator(f"a{n}", project["id"])
         while (
             claim := client.post(
                 f"/v1/projects/{project['id']}/queue/claim", json={"annotator": f"a{len(handed) % 10}"}

@@ -19,6 +19,7 @@ from app.api.clock import get_now
 from app.db.base import utcnow
 from app.quality.tasks import aggregate_project
 from tests.exports.helpers import run_export
+from tests.factories import grant_annotator
 from tests.selection.test_selection_service import ingest_and_embed, load
 from tests.web.conftest import ARTIFACTS, DESKTOP, PHONE, BrowserPage
 
@@ -49,6 +50,8 @@ def world(client: Any, db: Any, recorded_tasks: list[Any]) -> dict[str, Any]:
     ingest_and_embed(client, project["id"], load("alpaca_eval_20x4.jsonl"), recorded_tasks)
     start = utcnow() - timedelta(hours=3)
     choices = ["a", "a", "b", "a", "tie", "a", "b", "b", "a", "both_bad"]
+    for who in ("ann1", "ann2", "ann3", "ann-live"):
+        grant_annotator(who, project["id"])
     for n in range(24):
         moment = start + timedelta(minutes=7 * n)
         client.app.dependency_overrides[get_now] = lambda moment=moment: moment
