@@ -25,6 +25,10 @@ def _http_url(value: str) -> str:
         raise ValueError("only http and https URLs are allowed")
     if not parts.hostname:
         raise ValueError("the URL has no host")
+    if "@" in parts.netloc:
+        # Stored and shown in plain text to every reader of the project: the Real-Signature header, not
+        # the URL, is how a receiver knows the call is ours.
+        raise ValueError("credentials in the URL (user:password@) are not allowed; check Real-Signature")
     return value
 
 

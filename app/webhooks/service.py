@@ -293,9 +293,11 @@ def start_attempt(session: Session, delivery_id: uuid.UUID, started: datetime) -
 def send(attempting: Attempting, delivery_id: uuid.UUID, started: datetime) -> Outcome:
     """Make the attempt (no database: a network call of up to the timeout); `started` dates the signature."""
     settings = get_settings()
-    refused = None if settings.webhook_allow_private_targets else private_target(attempting.url)
-    if refused is not None:
-        return Outcome(False, False, None, refused)
+    address = None
+    if not settings.webhook_allow_private_targets:
+        address, refused = checked_address(attempting.url)
+        if refused is not None:
+            return Outcome(False, False, None, refused)
     timeout = settings.webhook_timeout_seconds
     return post(
         attempting.url,
@@ -305,6 +307,7 @@ def send(attempting: Attempting, delivery_id: uuid.UUID, started: datetime) -> O
         attempting.event,
         int(started.timestamp()),
         timeout,
+        address=address,
     )
 
 
@@ -342,30 +345,51 @@ def finish_attempt(
     return status
 
 
-def private_target(url: str) -> str | None:
-    """Why the URL's host must not be called (it resolves to a non-global address), or None.
+def _may_call(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return address.is_global
 
-    Checked at each attempt, on every address the name resolves to (a name can be re-pointed later).
+
+def checked_address(url: str) -> tuple[str | None, str | None]:
+    """(the address to connect to, None), or (None, why the URL's host must not be called).
+
+    The name is resolved once, at each attempt (it can be re-pointed later), and every address it has
+    must be global; the attempt then connects to the first of them (post(address=...)), so an answer
+    that changes between this check and the connection (DNS rebinding) cannot reach another address.
     """
-    host = httpx.URL(url).host
+    host = httpx.URL(url).raw_host.decode("ascii")
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
-        return f"refused: {host!r} does not resolve ({exc})"
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address.is_global:
-            return (
+        return None, f"refused: {host!r} does not resolve ({exc})"
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    for address in addresses:
+        if not _may_call(address):
+            return None, (
                 f"refused: {host!r} resolves to the non-global address {address} "
                 "(set REAL_WEBHOOK_ALLOW_PRIVATE_TARGETS=true for an internal receiver)"
             )
-    return None
+    if not addresses:
+        return None, f"refused: {host!r} has no address"
+    return str(addresses[0]), None
 
 
 def post(
-    url: str, body: bytes, secret: str, delivery_id: uuid.UUID, event: str, timestamp: int, timeout: float
+    url: str,
+    body: bytes,
+    secret: str,
+    delivery_id: uuid.UUID,
+    event: str,
+    timestamp: int,
+    timeout: float,
+    *,
+    address: str | None = None,
 ) -> Outcome:
-    """POST the signed body once; never follows redirects and reads at most a little of the answer."""
+    """POST the signed body once; never follows redirects and reads at most a little of the answer.
+
+    With `address` (checked_address's), the connection goes to that address, not to whatever the name
+    resolves to now; the Host header and the TLS server name (SNI, and the certificate check) stay the
+    URL's name.
+    """
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -373,10 +397,16 @@ def post(
         signing.DELIVERY_HEADER: str(delivery_id),
         signing.EVENT_HEADER: event,
     }
+    target = httpx.URL(url)
+    extensions: dict[str, Any] = {}
+    if address is not None:
+        headers["Host"] = target.netloc.decode("ascii")
+        extensions["sni_hostname"] = target.raw_host.decode("ascii")
+        target = target.copy_with(host=address)
     try:
         with (
             httpx.Client(follow_redirects=False, timeout=timeout) as client,
-            client.stream("POST", url, content=body, headers=headers) as response,
+            client.stream("POST", target, content=body, headers=headers, extensions=extensions) as response,
         ):
             code = response.status_code
             if 200 <= code < 300:
