@@ -115,10 +115,6 @@ class Postgres:
 
     def __init__(self) -> None:
         self.bin = postgres_bin()
-        # Under /tmp itself: pytest's temporary folders are private to root, out of the postgres user's reach.
-        self.workdir, self.port = Path(tempfile.mkdtemp(prefix="real-align-pg-")), free_port()
-        self.data = self.workdir / "data"
-        self.logfile = self.workdir / "postgres.log"
         self.user: str | None = None
         if os.geteuid() == 0:
             try:
@@ -128,6 +124,10 @@ class Postgres:
                     "running as root, and there is no `postgres` user to run Postgres as"
                 ) from exc
             self.user = "postgres"
+        # Under /tmp itself: pytest's temporary folders are private to root, out of the postgres user's reach.
+        self.workdir, self.port = Path(tempfile.mkdtemp(prefix="real-align-pg-")), free_port()
+        self.data = self.workdir / "data"
+        self.logfile = self.workdir / "postgres.log"
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
@@ -190,6 +190,7 @@ class Shape:
         self.worker: subprocess.Popen[bytes] | None = None
         self.beat: subprocess.Popen[bytes] | None = None
         self.workers = 0
+        self.restarts = 0
 
     def _logfile(self, name: str) -> Path | None:
         return self.workdir / f"{name}.log" if self.logs else None
@@ -202,6 +203,14 @@ class Shape:
             self.env,
             self._logfile("worker"),
         )
+
+    def keep_worker_up(self) -> None:
+        """What a restart policy does (compose: restart: unless-stopped): a worker that exited is started
+        again. Celery 5.7's worker can exit with "Unrecoverable error" when the broker connection drops while
+        it acknowledges a task (an upstream bug); the outbox makes that restart lose nothing."""
+        if self.worker is not None and self.worker.poll() is not None:
+            self.restarts += 1
+            self.start_worker()
 
     def kill_worker(self) -> None:
         assert self.worker is not None

@@ -55,8 +55,10 @@ def stack_env(database_url: str, broker_url: str, workdir: Path, admin_key: str)
 def stack() -> Iterator[Stack]:
     workdir = Path(tempfile.mkdtemp(prefix="real-align-chaos-"))
     try:
-        postgres, redis = Postgres(), Redis(workdir)
+        redis = Redis(workdir)
+        postgres = Postgres()  # last: it makes its folder once the binaries are found
     except MissingBinary as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
         if _in_ci():
             pytest.fail(f"the chaos suite cannot run under CI: {exc}", pytrace=False)
         pytest.skip(f"the chaos suite needs Postgres and Redis binaries: {exc}")

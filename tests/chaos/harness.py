@@ -7,7 +7,6 @@ import asyncio
 import gzip
 import json
 import logging
-import math
 import random
 import time
 import uuid
@@ -81,11 +80,6 @@ class Stack:
     def scalar(self, query: str, **params: Any) -> Any:
         with self.sql() as conn:
             return conn.execute(text(query), params).scalar()
-
-    def logs(self) -> str:
-        return ", ".join(
-            str(p) for p in (self.api.logfile, self.workdir / "worker.log", self.workdir / "beat.log")
-        )
 
 
 def null_pool_engine(url: str) -> Engine:
@@ -253,14 +247,6 @@ async def annotate(
             if answer is not None and answer.status_code < 500:
                 break  # refused for good (the lease expired, say): nothing stored, nothing acknowledged
             await asyncio.sleep(0.5)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> float:
