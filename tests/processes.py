@@ -115,10 +115,6 @@ class Postgres:
 
     def __init__(self) -> None:
         self.bin = postgres_bin()
-        # Under /tmp itself: pytest's temporary folders are private to root, out of the postgres user's reach.
-        self.workdir, self.port = Path(tempfile.mkdtemp(prefix="real-align-pg-")), free_port()
-        self.data = self.workdir / "data"
-        self.logfile = self.workdir / "postgres.log"
         self.user: str | None = None
         if os.geteuid() == 0:
             try:
@@ -128,6 +124,10 @@ class Postgres:
                     "running as root, and there is no `postgres` user to run Postgres as"
                 ) from exc
             self.user = "postgres"
+        # Under /tmp itself: pytest's temporary folders are private to root, out of the postgres user's reach.
+        self.workdir, self.port = Path(tempfile.mkdtemp(prefix="real-align-pg-")), free_port()
+        self.data = self.workdir / "data"
+        self.logfile = self.workdir / "postgres.log"
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
