@@ -22,12 +22,11 @@ from app.schemas import NoNulStr
 router = APIRouter(prefix="/projects/{project_id}/prompts", tags=["prompts"])
 upload_router = APIRouter(tags=["prompts"])
 
+# The body is read as bytes whatever its Content-Type says (application/x-ndjson is the natural one).
 _UPLOAD_BODY = {
     "required": True,
-    "content": {
-        "application/x-ndjson": {"schema": {"type": "string", "format": "binary"}},
-        "application/gzip": {"schema": {"type": "string", "format": "binary"}},
-    },
+    "description": "JSON Lines, one ingest item a line; gzip by Content-Encoding or its magic bytes.",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
 }
 
 

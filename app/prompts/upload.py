@@ -340,8 +340,10 @@ async def receive(
         pending = asyncio.create_task(run(_Batch(lines, read)))
 
     error: str | None = None
+    empty = True
     try:
         async for chunk in chunks:
+            empty = empty and not chunk
             if not decided:
                 head += chunk
                 if len(head) < 2:
@@ -361,6 +363,8 @@ async def receive(
         else:
             if head:  # a body of one byte
                 lines += reader.feed(head)
+            if empty:
+                error = "the body is empty: send JSON Lines, one item a line"
             if gunzip is not None and not gunzip.complete and (reader.number or lines):
                 error = (
                     f"the gzip stream ends early (after line {reader.number}); the last line is not stored"

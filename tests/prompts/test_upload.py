@@ -164,6 +164,9 @@ class TestUpload:
         job = client.get(f"/v1/jobs/{truncated.json()['job_id']}").json()
         assert job["status"] == "failed"
         assert prompts(session) == 1  # the complete first line went in
+        empty = upload(client, project_id, b"")
+        assert empty.status_code == 422
+        assert empty.json()["errors"][0]["field"] == "body"
         archived = client.post("/v1/projects", json={"name": "gone"}).json()["id"]
         client.delete(f"/v1/projects/{archived}")
         assert upload(client, archived, line(1)).status_code == 404
