@@ -77,6 +77,8 @@ async def watch(stack: Stack, project_id: str, since: float, seen: dict[str, flo
 
 def test_redis_down_15_s_during_ingest_and_claims_answers_no_500_and_loses_nothing(stack: Stack) -> None:
     items = alpaca_items(125, 60, chars=160, tag="redis")
+    # Not every prompt has 8 answers (alpaca_eval-0149 has 7): count what was sent.
+    answers = {item["external_id"]: len(item["responses"]) for item in items}
     with stack.client() as api:
         ingest_pid = api.post("/v1/projects", json={"name": "chaos: Redis outage, ingest"}).json()["id"]
         claim_pid = api.post("/v1/projects", json={"name": "chaos: Redis outage, claims"}).json()["id"]
@@ -169,7 +171,7 @@ def test_redis_down_15_s_during_ingest_and_claims_answers_no_500_and_loses_nothi
     assert stored_labels == len(set(calls.acknowledged))
     assert not any(doubles.values()), doubles
     assert stats["prompts"] == len(ingested)
-    assert stats["embedded"] == stats["responses"] == 8 * len(ingested)
+    assert stats["embedded"] == stats["responses"] == sum(answers[external_id] for external_id in ingested)
     assert stats["pairs"] == len(ingested)
     assert seen.get("progress", math.inf) < RESUME_GOAL_S
     assert seen.get("resent", math.inf) < RESUME_GOAL_S
