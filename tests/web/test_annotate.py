@@ -230,3 +230,7 @@ def test_a_lease_lost_while_hidden_says_so_and_the_next_claim_works(
     with db.session() as session:
         label = session.scalars(select(Label)).one()
         assert (str(label.assignment_id), label.choice) == (again, "tie")
+    # The expired lease's renew or release is answered 409, which Chromium logs as a failed resource load:
+    # expected here (the page handles it), so it is the one console error this test lets pass.
+    page.wait_for_timeout(300)
+    opened.errors[:] = [e for e in opened.errors if "status of 409 (Conflict)" not in e]
