@@ -162,6 +162,13 @@ def annotator_keys(stack: Stack, project_id: str, count: int, name: str) -> list
         for n in range(count):
             body = {"role": "annotator", "name": f"{name}-{n}", "projects": [project_id]}
             answer = api.post("/v1/keys", json=body)
+            # Right after the Postgres scenario a pooled connection may still be a dead one: the API answers
+            # 503 ("retry shortly", nothing stored), and a client retries, as this does.
+            for _ in range(10):
+                if answer.status_code != 503:
+                    break
+                time.sleep(0.5)
+                answer = api.post("/v1/keys", json=body)
             assert answer.status_code == 201, answer.text
             made.append(answer.json()["key"])
     return made
