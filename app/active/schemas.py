@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.active.suspects import ReasonCode, RequeueAction
 from app.schemas import Input, NoNulStr
 
 
@@ -45,7 +46,7 @@ class RefitRead(BaseModel):
 
 
 class SuspectReason(BaseModel):
-    code: Literal["model_disagrees", "labels_disagree", "split_vote", "single_label", "unreliable_annotators"]
+    code: ReasonCode
     detail: str
 
 
@@ -87,7 +88,7 @@ class SuspectsRead(BaseModel):
 
 
 class RequeueRequest(Input):
-    action: Literal["label", "review"] = Field(
+    action: RequeueAction = Field(
         description="label: ask one more label (spends one label of the budget, at most "
         "max_extra_labels_per_pair per pair); review: put the pair in the review queue."
     )
@@ -98,7 +99,7 @@ class RequeueRequest(Input):
 
 class RequeueRead(BaseModel):
     pair_id: uuid.UUID
-    action: Literal["label", "review"]
+    action: RequeueAction
     changed: bool = Field(
         description="False when the request was already in effect (a retry changes nothing)."
     )
