@@ -30,3 +30,6 @@ class TaskOutbox(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     runs: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     resends: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # The sender's log context (request id, project: app/logging.task_headers), so a resent task's log lines
+    # still name the request that asked for it; null when there was none.
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)

@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from app import logging as logcontext
 from app.config import get_settings
 from app.db.base import utcnow
 from app.outbox.models import TaskOutbox
@@ -49,7 +51,9 @@ def record(session: Session, task_name: str, kwargs: dict[str, Any]) -> uuid.UUI
     row_id = uuid.uuid4()
     now = utcnow()
     session.execute(
-        insert(TaskOutbox).values(id=row_id, task=task_name, kwargs=kwargs, created_at=now, sent_at=now)
+        insert(TaskOutbox).values(
+            id=row_id, task=task_name, kwargs=kwargs, created_at=now, sent_at=now, headers=_sender_context()
+        )
     )
     return row_id
 
@@ -57,16 +61,40 @@ def record(session: Session, task_name: str, kwargs: dict[str, Any]) -> uuid.UUI
 def record_many(session: Session, task_name: str, kwargs_list: list[dict[str, Any]]) -> list[uuid.UUID]:
     """``record`` for several sends of one task, in one INSERT (a big ingest asks for many chunks)."""
     now = utcnow()
+    headers = _sender_context()
     ids = [uuid.uuid4() for _ in kwargs_list]
     if ids:
         session.execute(
             insert(TaskOutbox),
             [
-                {"id": row_id, "task": task_name, "kwargs": kwargs, "created_at": now, "sent_at": now}
+                {
+                    "id": row_id,
+                    "task": task_name,
+                    "kwargs": kwargs,
+                    "created_at": now,
+                    "sent_at": now,
+                    "headers": headers,
+                }
                 for row_id, kwargs in zip(ids, kwargs_list, strict=True)
             ],
         )
     return ids
+
+
+def _sender_context() -> dict[str, str] | None:
+    """The log context a send carries (request id, project), kept for a resend from another process."""
+    return logcontext.task_headers() or None
+
+
+@contextmanager
+def sent_as(resend: Resend) -> Iterator[None]:
+    """Send ``resend`` in the context of the request that first asked for it: the message carries the same
+    request id and project as the first send did (Celery headers or the embedded runner's queue)."""
+    sent = resend.headers or {}
+    with logcontext.bound(
+        request_id=sent.get(logcontext.REQUEST_ID_HEADER), project_id=sent.get(logcontext.PROJECT_ID_HEADER)
+    ):
+        yield
 
 
 def message(row_id: uuid.UUID | str, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -148,6 +176,7 @@ class Resend:
     task: str
     kwargs: dict[str, Any]
     why: str  # "unsent", "stale" or "lost"
+    headers: dict[str, str] | None = None  # the first sender's log context
 
 
 def due(
@@ -188,7 +217,7 @@ def due(
             why = "lost"
         row.sent_at, row.run_token, row.heartbeat_at = now, None, None
         row.resends += 1
-        out.append(Resend(row.id, row.task, dict(row.kwargs), why))
+        out.append(Resend(row.id, row.task, dict(row.kwargs), why, row.headers))
     session.flush()
     return out
 

@@ -35,7 +35,9 @@ def relay() -> dict[str, int]:
         exports.requeue_stale_and_send(session)
     counts = {"unsent": 0, "stale": 0, "lost": 0, "failed": 0}
     for resend in resends:
-        if background.dispatch(resend.task, service.message(resend.row_id, resend.kwargs)):
+        with service.sent_as(resend):  # the message names the request that first asked for it
+            sent = background.dispatch(resend.task, service.message(resend.row_id, resend.kwargs))
+        if sent:
             counts[resend.why] += 1
         else:
             counts["failed"] += 1

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from app import background
+from app import logging as logcontext
 from app.db.after_commit import send_after_commit
 from app.db.base import utcnow
 from app.outbox import service
@@ -127,6 +128,36 @@ def test_a_failed_send_is_sent_by_the_relay(db: Any, sent: Any, monkeypatch: pyt
     assert rows(db)[0].resends == 2
     # Sent now: nothing more to do until it is lost or dies.
     assert relay(monkeypatch, empty=True) == {"unsent": 0, "stale": 0, "lost": 0, "failed": 0}
+
+
+def test_a_resend_carries_the_request_that_first_asked_for_it(
+    db: Any, sent: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a message carries of its sender is read at send time (Celery's before_task_publish, the embedded
+    # runner's queue): the relay runs in another process, outside the request, so the row keeps it.
+    carried: list[dict[str, str]] = []
+    send = background.dispatch
+
+    def dispatch(name: str, kwargs: dict[str, Any]) -> bool:
+        carried.append(logcontext.task_headers())
+        return send(name, kwargs)
+
+    monkeypatch.setattr(background, "dispatch", dispatch)
+    sent.refuse.append(True)
+    with logcontext.bound(request_id="req-1", project_id="p-1"), db.session() as s:
+        send_after_commit(s, "exports.run_export", export_id="x")
+    sent.refuse.clear()
+    assert relay(monkeypatch, empty=None)["unsent"] == 1
+    first = {logcontext.REQUEST_ID_HEADER: "req-1", logcontext.PROJECT_ID_HEADER: "p-1"}
+    assert carried == [first, first]
+    # A send from no request keeps nothing, and its resend carries nothing.
+    carried.clear()
+    sent.refuse.append(True)
+    with db.session() as s:
+        send_after_commit(s, "exports.run_export", export_id="y")
+    sent.refuse.clear()
+    assert relay(monkeypatch, empty=None)["unsent"] == 1
+    assert carried == [{}, {}]
 
 
 def test_a_run_that_stopped_beating_is_sent_again_and_a_live_one_is_not(
