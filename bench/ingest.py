@@ -4,7 +4,8 @@
     .venv/bin/python -m bench.ingest --upload        # + the streamed JSONL upload: --upload-prompts 1000000
     .venv/bin/python -m bench.ingest --upload --gzip # the upload gzipped on the fly
     [--answers 4] [--pg-admin-url postgresql://postgres@127.0.0.1:5432/postgres] [--broker redis://…/13]
-    [--profile FILE.svg]  (py-spy on the API process during the measured part)
+    [--profile FILE.svg]  (py-spy on the API process during the measured part; BENCH_PY_SPY or PATH)
+    [--upload-batch-lines N] (REAL_UPLOAD_BATCH_LINES for the server) [--port N]
 
 It creates a Postgres database `bench_ingest_<pid>` (dropped at the end), migrates it and starts the
 production server as a separate process, `real-align api --workers 1`, with REAL_BROKER_URL pointing at a
@@ -19,7 +20,11 @@ batches again (all duplicates: the idempotent re-ingest path). The upload: one
 or on disk), chunked, optionally gzipped; then the job's counters are checked against what was sent.
 
 Peak RSS is the server process's VmHWM (/proc); RSS is also sampled every 0.2 s to show whether it is flat.
-Prompts/s counts prompts accepted (stored and committed) per second of wall time of the requests.
+Prompts/s counts prompts accepted (stored and committed) per second of wall time of the requests. The
+upload also reports CPU seconds per 1,000 prompts, which the load of other work on the machine moves far
+less than the wall time: the server process's (/proc utime + stime), its Postgres backends' (the bench
+database's client sessions in pg_stat_activity; autovacuum and background writers not counted) and the
+client's (generating the body, `time.process_time`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,6 +84,33 @@ def gzipped(chunks: Iterator[bytes]) -> Iterator[bytes]:
         if out:
             yield out
     yield packer.flush()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (its threads included), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu(admin_url: str, database: str) -> float:
+    """CPU seconds of the Postgres backends connected to ``database`` (same machine only; 0 elsewhere)."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
+        pids = [row[0] for row in conn.execute(query, (database,))]
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            pass
+    return total
+
+
+def py_spy() -> str:
+    found = os.environ.get("BENCH_PY_SPY") or shutil.which("py-spy") or str(VENV_BIN / "py-spy")
+    return found
 
 
 class RssWatch:
@@ -163,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upload-only", action="store_true", help="only the upload")
     parser.add_argument("--upload-prompts", type=int, default=1_000_000)
     parser.add_argument("--gzip", action="store_true", help="gzip the upload on the fly")
+    parser.add_argument("--upload-batch-lines", type=int, help="REAL_UPLOAD_BATCH_LINES for the server")
+    parser.add_argument("--port", type=int, help="the server's port (default: a free one)")
     parser.add_argument(
         "--profile",
         help="py-spy profile of the server while measured (.svg: flame graph; .txt: collapsed stacks)",
@@ -186,11 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     key = "bench-" + secrets.token_urlsafe(24)
     folder = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     rows: list[list[str]] = []
+    cpu_line = ""
     try:
         env = server_env(url, key, pool_size=5, overflow=5)
         env["REAL_BROKER_URL"] = args.broker
+        if args.upload_batch_lines:
+            env["REAL_UPLOAD_BATCH_LINES"] = str(args.upload_batch_lines)
         subprocess.run([str(VENV_BIN / "real-align"), "migrate"], env=env, cwd=ROOT, check=True)
-        port = free_port()
+        port = args.port or free_port()
         with (
             server(env, port, 1, ROOT, folder / "server.log") as proc,
             httpx.Client(
@@ -201,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 spy = subprocess.Popen(
                     [
-                        str(VENV_BIN / "py-spy"),
+                        py_spy(),
                         "record",
                         "-o",
                         args.profile,
@@ -242,7 +280,18 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{label}: {total / seconds:,.0f} prompts/s", flush=True)
                 if args.upload or args.upload_only:
                     watch.samples.clear()
+                    server_cpu, pg_cpu = cpu_seconds(proc.pid), backend_cpu(args.pg_admin_url, name)
+                    client_cpu = time.process_time()
                     up = upload(http, project, args.upload_prompts, args.answers, "u", args.gzip)
+                    client_cpu = time.process_time() - client_cpu
+                    server_cpu = cpu_seconds(proc.pid) - server_cpu
+                    pg_cpu = backend_cpu(args.pg_admin_url, name) - pg_cpu
+                    per_k = 1000 / max(up["accepted"], 1)
+                    cpu_line = (
+                        f"CPU s per 1,000 prompts: server {server_cpu * per_k:.3f}, Postgres backends "
+                        f"{pg_cpu * per_k:.3f}, client {client_cpu * per_k:.3f} "
+                        f"(server {server_cpu:.1f} s in all)"
+                    )
                     job = http.get(f"/v1/jobs/{up['job_id']}").json()
                     if (up["accepted"], up["lines"], up["errors"]) != (args.upload_prompts,) * 2 + (0,):
                         raise RuntimeError(f"upload result {up} does not match what was sent")
@@ -259,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                         ]
                     )
                     print(f"upload: {up['accepted'] / up['seconds']:,.0f} prompts/s; job {job}", flush=True)
+                    print(cpu_line, flush=True)
             if spy is not None:
                 spy.send_signal(2)
                 spy.wait(timeout=60)
@@ -277,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         ratio = f"{float(r[4].replace(',', '')) / base:.2f}×" if base else "-"
         print("| " + " | ".join([*r[:5], ratio, *r[5:]]) + " |")
+    if cpu_line:
+        print()
+        print(cpu_line)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import json.encoder
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -27,6 +28,25 @@ def _key_count(value: Any) -> int:
     return 0
 
 
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+# json.dumps(value, ensure_ascii=False, separators=(",", ":")) without building a JSONEncoder per call
+_compact: Any = (
+    _c_make_encoder(None, _no_default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    if _c_make_encoder is not None
+    else None
+)
+
+
+def _compact_json(value: Any) -> str:
+    if _compact is None:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return "".join(_compact(value, 0))
+
+
 def _storable_metadata(value: dict[str, Any]) -> dict[str, Any]:
     """Free-form JSON stored with the prompt: storable text only, within REAL_MAX_METADATA_BYTES and
     REAL_MAX_METADATA_KEYS (nested keys count)."""
@@ -35,7 +55,7 @@ def _storable_metadata(value: dict[str, Any]) -> dict[str, Any]:
     keys = _key_count(value)
     if keys > settings.max_metadata_keys:
         raise ValueError(f"{keys} keys; at most {settings.max_metadata_keys} keys (nested ones count)")
-    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    size = len(_compact_json(value).encode())
     if size > settings.max_metadata_bytes:
         raise ValueError(f"{size} bytes as JSON; at most {settings.max_metadata_bytes} bytes")
     return value

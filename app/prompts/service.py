@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from app.api.pagination import Page, paginate_rows
 from app.config import get_settings
 from app.db.after_commit import send_many_after_commit
 from app.db.base import utcnow
-from app.db.ids import uuid7, uuid7_many
+from app.db.ids import uuid7
 from app.embeddings import repository as embedding_repository
 from app.embeddings.codec import from_bytes
 from app.errors import Conflict, NotFound
@@ -65,9 +66,53 @@ def _responses(item: PromptItem) -> list[dict[str, Any]]:
     ]
 
 
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The fingerprint is sha256 of ``json.dumps({"prompt", "responses", "metadata"}, sort_keys=True,
+# separators=(",", ":"), ensure_ascii=False)``; these write the same text without building that dict or a
+# JSONEncoder per item (json.dumps with options builds one each call). The values must never change: a
+# re-ingest compares them with fingerprints stored by earlier versions (tests/prompts/test_fingerprint.py).
+_quote: Any = json.encoder.encode_basestring  # a string as json.dumps(ensure_ascii=False) writes it
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_sorted_encoder: Any = (
+    _c_make_encoder(None, _no_default, _quote, None, ":", ",", True, False, True)
+    if _c_make_encoder is not None
+    else None  # not CPython: json.dumps's own way
+)
+
+
+def _canonical(value: Any) -> str:
+    """json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)."""
+    if _sorted_encoder is None:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "".join(_sorted_encoder(value, 0))
+
+
 def _fingerprint(prompt: Any, responses: list[dict[str, Any]], metadata: dict[str, Any] | None) -> str:
-    canonical = {"prompt": prompt, "responses": responses, "metadata": metadata}
-    blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    prompt_json = _quote(prompt) if isinstance(prompt, str) else _canonical(prompt)
+    responses_json = ",".join(
+        [
+            '{"external_id":'
+            + ("null" if r["external_id"] is None else _quote(r["external_id"]))
+            + ',"model":'
+            + ("null" if r["model"] is None else _quote(r["model"]))
+            + ',"text":'
+            + _quote(r["text"])
+            + "}"
+            for r in responses
+        ]
+    )
+    blob = (
+        '{"metadata":'
+        + ("null" if metadata is None else _canonical(metadata))
+        + ',"prompt":'
+        + prompt_json
+        + ',"responses":['
+        + responses_json
+        + "]}"
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -105,6 +150,12 @@ class _Sorted:
 def _classify(session: Session, project_id: uuid.UUID, items: list[Incoming]) -> _Sorted:
     """New, duplicate (same content under a stored or earlier external id) or conflict (other content)."""
     stored = repository.stored_fingerprints(session, project_id, list({i.item.external_id for i in items}))
+    return _sort(items, stored)
+
+
+def _sort(items: list[Incoming], stored: dict[str, str]) -> _Sorted:
+    """``_classify`` against the fingerprints in ``stored`` (external_id → content_sha256), which the
+    items' own are added to: a later line with an earlier one's external id is a duplicate or a conflict."""
     out = _Sorted()
     for entry in items:
         known = stored.get(entry.item.external_id)
@@ -118,45 +169,41 @@ def _classify(session: Session, project_id: uuid.UUID, items: list[Incoming]) ->
     return out
 
 
-def _store(session: Session, project_id: uuid.UUID, job_id: uuid.UUID, new: list[Incoming]) -> list[Incoming]:
-    """Insert the new prompts and their responses; those another transaction stored meanwhile are returned
-    (not stored here). Embedding is asked for, a chunk of prompts per task, after the commit."""
-    prompts: list[repository.NewPrompt] = []
-    responses: list[repository.NewResponse] = []
-    ids = iter(uuid7_many(len(new) + sum(len(entry.responses) for entry in new)))
+def _rows(new: list[Incoming]) -> repository.NewPrompts:
+    rows = repository.NewPrompts()
     for entry in new:
-        prompt_id = next(ids)
-        prompts.append(
-            repository.NewPrompt(
-                id=prompt_id,
-                external_id=entry.item.external_id,
-                prompt=entry.prompt,
-                metadata=entry.item.metadata,
-                content_sha256=entry.fingerprint,
-                text_sha256=prompt_text_sha256(entry.prompt),
-            )
+        rows.add(
+            entry.item.external_id,
+            entry.prompt,
+            entry.item.metadata,
+            entry.fingerprint,
+            prompt_text_sha256(entry.prompt),
+            entry.responses,
         )
-        responses += [
-            repository.NewResponse(
-                id=next(ids),
-                prompt_id=prompt_id,
-                position=position,
-                external_id=r["external_id"],
-                model=r["model"],
-                text=r["text"],
-                text_sha256=text_sha256(r["text"]),
-            )
-            for position, r in enumerate(entry.responses)
-        ]
-    inserted = repository.insert_prompts(session, project_id, job_id, prompts, responses, utcnow())
-    stored = [str(p.id) for p in prompts if p.id in inserted]
+    return rows
+
+
+def _send_embedding(session: Session, prompt_ids: list[str]) -> None:
+    """Embedding is asked for, a chunk of prompts per task, after the commit."""
     chunk_size = get_settings().embed_chunk_prompts
     send_many_after_commit(
         session,
         "embeddings.embed_prompts",
-        [{"prompt_ids": stored[start : start + chunk_size]} for start in range(0, len(stored), chunk_size)],
+        [
+            {"prompt_ids": prompt_ids[start : start + chunk_size]}
+            for start in range(0, len(prompt_ids), chunk_size)
+        ],
     )
-    return [entry for entry, p in zip(new, prompts, strict=True) if p.id not in inserted]
+
+
+def _store(session: Session, project_id: uuid.UUID, job_id: uuid.UUID, new: list[Incoming]) -> list[Incoming]:
+    """Insert the new prompts and their responses; those another transaction stored meanwhile are returned
+    (not stored here)."""
+    rows = _rows(new)
+    inserted = repository.insert_new(session, project_id, job_id, rows, utcnow())
+    prompt_ids = rows.ids[: len(rows)]
+    _send_embedding(session, [i for i in prompt_ids if i in inserted])
+    return [entry for entry, i in zip(new, prompt_ids, strict=True) if i not in inserted]
 
 
 def _new_job(
@@ -178,9 +225,51 @@ class Stored:
     conflicts: list[Incoming]
 
 
-def store_items(session: Session, project_id: uuid.UUID, job_id: uuid.UUID, items: list[Incoming]) -> Stored:
+@dataclass
+class Fresh:
+    """A batch ready to be COPYed straight in (``store_items``), built outside its transaction."""
+
+    sorted_: _Sorted
+    rows: repository.NewPrompts
+    copy: repository.CopyText
+
+
+def fresh_batch(project_id: uuid.UUID, job_id: uuid.UUID, items: list[Incoming]) -> Fresh:
+    """The batch's lines compared with each other only (as if nothing were stored) and its rows in COPY
+    form: plain Python, so an upload builds it while the batch before is stored."""
+    sorted_ = _sort(items, {})
+    rows = _rows(sorted_.new)
+    return Fresh(sorted_, rows, repository.copy_text(project_id, job_id, rows, utcnow()))
+
+
+def store_items(
+    session: Session,
+    project_id: uuid.UUID,
+    job_id: uuid.UUID,
+    items: list[Incoming],
+    *,
+    fresh: bool = False,
+    built: Fresh | None = None,
+) -> Stored:
     """Classify and store items under a job that exists (an upload's batch): what went in, the duplicates,
-    and the conflicts. Items another transaction stored meanwhile are classified again, against it."""
+    and the conflicts. Items another transaction stored meanwhile are classified again, against it.
+
+    ``fresh``: the caller expects none of the external ids to be stored (an upload whose batches so far
+    found none). On Postgres the batch is then COPYed straight into its tables (``built``, or built now:
+    ``fresh_batch``), in a savepoint, with no lookup first; if one is stored after all (a unique
+    violation), the savepoint is rolled back and the batch takes the usual path: look up, then insert."""
+    if fresh and session.get_bind().dialect.name == "postgresql":
+        from psycopg.errors import UniqueViolation
+
+        batch = built if built is not None else fresh_batch(project_id, job_id, items)
+        try:
+            with session.begin_nested():
+                repository.copy_new(session, batch.copy)
+        except UniqueViolation:
+            pass  # stored meanwhile, or a file sent again: classify against what is stored
+        else:
+            _send_embedding(session, batch.rows.ids[: len(batch.rows)])
+            return Stored(len(batch.sorted_.new), batch.sorted_.duplicates, batch.sorted_.conflicts)
     result = Stored(accepted=0, duplicates=0, conflicts=[])
     for _attempt in range(3):
         sorted_ = _classify(session, project_id, items)

@@ -10,9 +10,11 @@ duplicates. A line is all in or all out: one that is not JSON, fails validation,
 reason (``job_error``), and the rest goes in. The upload's job counts lines read, prompts stored,
 duplicates and refused lines as each batch commits, then follows the embedding like an ingest job.
 
-Memory is bounded by a batch or two of lines (parsing one batch in a thread while the next is read), not
-by the file. On SQLite, where writers take turns, the upload takes the request lock around each batch
-(app/middleware.py), so other requests get in between.
+Memory is bounded by about three batches of lines, not by the file: one batch is stored (a transaction)
+while the next is parsed in another thread and the one after is read. While no line has named a stored
+external id, a batch is COPYed straight into its tables with no lookup first (app/prompts/service.py,
+``store_items(fresh=True)``). On SQLite, where writers take turns, the upload takes the request lock
+around each batch's transaction (app/middleware.py), so other requests get in between.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import json
 import uuid
 import zlib
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -167,6 +170,7 @@ class _Counts:
     accepted: int = 0
     duplicates: int = 0
     failed: int = 0
+    collided: bool = False  # some line named an external id already stored (or twice in the batch)
 
 
 def _external_id_of(raw: bytes) -> str | None:
@@ -231,10 +235,23 @@ def _parse_all(
     return [(number, _parse(number, raw, max_line)) for number, raw in lines]
 
 
-def store(project_id: uuid.UUID, job_id: uuid.UUID, batch: _Batch, keep_errors: int) -> _Counts:
-    """Parse and store one batch of lines in one transaction, with its refusals (at most ``keep_errors``
-    of them kept) and the job's counters."""
-    max_line = get_settings().max_body_bytes
+@dataclass
+class _Prepared:
+    """A batch parsed, ready to store: its items, the lines refused so far, and (when it is expected to be
+    new) its rows ready to COPY."""
+
+    incoming: list[service.Incoming]
+    refused: list[_Refused]
+    read: int
+    built: service.Fresh | None = None
+
+
+def prepare(
+    batch: _Batch, max_line: int, project_id: uuid.UUID, job_id: uuid.UUID, fresh: bool = False
+) -> _Prepared:
+    """Parse a batch of lines, fingerprint its items and, when ``fresh`` (no line so far named a stored
+    external id) on Postgres, build its rows for COPY. No database: this runs while the batch before is
+    stored."""
     refused: list[_Refused] = []
     incoming: list[service.Incoming] = []
     for number, parsed in _parse_all(batch.lines, max_line):
@@ -242,15 +259,30 @@ def store(project_id: uuid.UUID, job_id: uuid.UUID, batch: _Batch, keep_errors: 
             refused.append(parsed)
         elif parsed is not None:
             incoming.append(service.incoming(number, parsed))
+    built = None
+    if fresh and incoming and get_database().engine.dialect.name == "postgresql":
+        built = service.fresh_batch(project_id, job_id, incoming)
+    return _Prepared(incoming, refused, batch.read, built)
+
+
+def store(
+    project_id: uuid.UUID, job_id: uuid.UUID, batch: _Prepared, keep_errors: int, fresh: bool = False
+) -> _Counts:
+    """Store one parsed batch in one transaction, with its refusals (at most ``keep_errors`` of them kept)
+    and the job's counters. ``fresh``: no line so far named a stored external id (service.store_items)."""
+    refused = list(batch.refused)
     counts = _Counts()
     with get_database().session() as session:
-        if incoming:
-            outcome = service.store_items(session, project_id, job_id, incoming)
+        if batch.incoming:
+            outcome = service.store_items(
+                session, project_id, job_id, batch.incoming, fresh=fresh, built=batch.built
+            )
             counts.accepted, counts.duplicates = outcome.accepted, outcome.duplicates
             refused += [
                 _Refused(c.index, service.CONFLICT_DETAIL, "external_id", c.item.external_id)
                 for c in outcome.conflicts
             ]
+            counts.collided = outcome.duplicates > 0 or bool(outcome.conflicts)
         refused.sort(key=lambda r: r.line)
         counts.failed = len(refused)
         kept = refused[: max(keep_errors, 0)]
@@ -318,26 +350,36 @@ async def receive(
         gunzip = _Gunzip()
     head = b""
     lines: list[tuple[int, bytes | None]] = []
-    pending: asyncio.Task[_Counts] | None = None
+    # A pipeline: while batch n is stored (its thread mostly waits on the database), batch n + 1 is parsed
+    # in another thread and batch n + 2 read here. Batches are stored in order, one at a time; at most
+    # two are in flight besides the one being read, so memory stays at about three batches of lines.
+    in_flight: deque[asyncio.Task[None]] = deque()
+    fresh = True  # no line so far named a stored external id: COPY straight in (service.store_items)
 
-    async def settle() -> None:
-        nonlocal pending
-        if pending is not None:
-            done = await pending
-            pending = None
-            totals.accepted += done.accepted
-            totals.duplicates += done.duplicates
-            totals.failed += done.failed
-
-    async def run(job: _Batch) -> _Counts:
+    async def run(batch: _Batch, before: asyncio.Task[None] | None) -> None:
+        nonlocal fresh
+        # ``fresh`` as the stores so far leave it (the batch before may still be storing)
+        work = partial(prepare, batch, settings.max_body_bytes, project_id, job_id, fresh)
+        prepared = await to_thread.run_sync(work)
+        if before is not None:
+            await before
         keep = settings.upload_max_errors - totals.failed
         async with lock if lock is not None else nullcontext():
-            return await to_thread.run_sync(partial(store, project_id, job_id, job, keep))
+            done = await to_thread.run_sync(partial(store, project_id, job_id, prepared, keep, fresh))
+        totals.accepted += done.accepted
+        totals.duplicates += done.duplicates
+        totals.failed += done.failed
+        fresh = not done.collided
+
+    async def settle() -> None:
+        while in_flight:
+            await in_flight.popleft()
 
     async def hand_over(lines: list[tuple[int, bytes | None]], read: int) -> None:
-        nonlocal pending
-        await settle()  # one batch in flight: memory stays at about two batches of lines
-        pending = asyncio.create_task(run(_Batch(lines, read)))
+        if len(in_flight) >= 2:
+            await in_flight.popleft()
+        before = in_flight[-1] if in_flight else None
+        in_flight.append(asyncio.create_task(run(_Batch(lines, read), before)))
 
     error: str | None = None
     empty = True
@@ -380,8 +422,8 @@ async def receive(
         await to_thread.run_sync(partial(end, job_id, reader.number, error))
         raise
     except BaseException:
-        if pending is not None:
-            pending.cancel()
+        for task in in_flight:
+            task.cancel()
         raise
     await to_thread.run_sync(partial(end, job_id, reader.number, error))
     if error is not None and reader.number == 0:

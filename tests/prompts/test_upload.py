@@ -107,6 +107,43 @@ class TestUpload:
         assert kept["prompt"] == "Question 2?"
         assert session.scalar(select(func.count()).select_from(Job)) == 3
 
+    def test_repeats_in_a_new_file_and_a_file_partly_stored(
+        self, client: Any, project_id: str, session: Any, recorded_tasks: list[Any], override_settings: Any
+    ) -> None:
+        """A new file's batches are COPYed straight in: its own repeats are still duplicates or conflicts,
+        text that COPY must escape arrives intact, and a batch naming stored ids is classified again."""
+        override_settings(upload_batch_lines=4)
+        special = line(
+            3,
+            prompt="Tab\there, back\\slash\nnew line\r",
+            responses=["a\tb", {"text": "c\\N", "model": "m\\1", "external_id": "r\n"}],
+            metadata={"k": "v\\\n\t", "\\N": None},
+        )
+        rows = [line(1), line(2), special, line(1), line(2, prompt="Other?"), line(4), line(5), line(6)]
+        result = upload(client, project_id, b"".join(rows)).json()
+        assert (result["accepted"], result["duplicates"], result["errors"]) == (6, 1, 1)
+        errors = client.get(f"/v1/jobs/{result['job_id']}/errors").json()["items"]
+        assert [(e["line"], e["external_id"], e["field"]) for e in errors] == [(5, "u2", "external_id")]
+        stored = client.get(f"/v1/projects/{project_id}/prompts/by-external-id/u3").json()
+        assert stored["prompt"] == "Tab\there, back\\slash\nnew line\r"
+        assert stored["metadata"] == {"k": "v\\\n\t", "\\N": None}
+        assert [(r["text"], r["model"], r["external_id"]) for r in stored["responses"]] == [
+            ("a\tb", None, None),
+            ("c\\N", "m\\1", "r\n"),
+        ]
+        assert upload(client, project_id, special).json()["duplicates"] == 1  # same fingerprint stored
+        # Batch 2 names two stored ids among new ones; batches 1 and 3 are new.
+        again = [line(n) for n in range(7, 11)] + [line(5), line(11), line(6), line(12)]
+        again += [line(n) for n in range(13, 17)]
+        second = upload(client, project_id, b"".join(again)).json()
+        assert (second["accepted"], second["duplicates"], second["errors"]) == (10, 2, 0)
+        assert prompts(session) == 16
+        assert session.scalar(select(func.count()).select_from(Response)) == 15 * 3 + 2
+        sent = {
+            i for name, kw in recorded_tasks if name == "embeddings.embed_prompts" for i in kw["prompt_ids"]
+        }
+        assert sent == {str(i) for (i,) in session.execute(select(Prompt.id))}
+
     def test_a_line_without_external_id_gets_the_clients_id(
         self, client: Any, project_id: str, recorded_tasks: list[Any]
     ) -> None:
