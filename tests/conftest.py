@@ -86,17 +86,29 @@ def database() -> Iterator[Any]:
 
 
 def truncate_all(db: Any) -> None:
-    """Empty every table (tests that cross threads or processes commit for real)."""
+    """Empty every table (tests that cross threads or processes commit for real).
+
+    On Postgres only the tables that hold rows are emptied, with DELETE: a TRUNCATE of every table took
+    0.4 s per test even when they were empty (each relation's files are replaced and its buffers scanned),
+    a quarter of the suite's time. The tables are locked first, so rows that a transaction still open
+    elsewhere is writing are waited for and deleted too, as TRUNCATE would have.
+    """
     from sqlalchemy import text
 
     from app.db.base import Base
 
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    tables = Base.metadata.sorted_tables
     with db.engine.begin() as conn:
         if db.engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+            names = [t.name for t in tables]
+            conn.execute(text(f"LOCK TABLE {', '.join(names)} IN EXCLUSIVE MODE"))
+            probe = " UNION ALL ".join(f"SELECT '{name}' WHERE EXISTS (SELECT FROM {name})" for name in names)
+            with_rows = set(conn.scalars(text(probe)))
         else:
-            for table in reversed(Base.metadata.sorted_tables):
+            with_rows = {t.name for t in tables}
+        # Children before parents: every foreign key's rows are gone before the rows they point at.
+        for table in reversed(tables):
+            if table.name in with_rows:
                 conn.execute(table.delete())
 
 
