@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from app.main import create_app
-from tests.auth.world import build_world
-from tests.conftest import ADMIN_KEY
+from tests.auth.world import World, build_world
+from tests.conftest import ADMIN_KEY, truncate_all
 from tests.simulation.jobs import TINY_INPUT, TINY_PARAMETERS
 
 CALLERS = [
@@ -156,10 +157,72 @@ def test_the_matrix_covers_every_route() -> None:
     assert routes == set(MATRIX)
 
 
+# Answers that refuse a request before it changes anything: the cell after it reuses the world.
+REFUSED = {401, 403, 404}
+
+
+@dataclass
+class Worlds:
+    """The world the matrix's cells share: built once, and again only after a cell that may have changed it.
+
+    A world took half a second to build and clean up, for each of the 612 cells. Read requests and refused
+    writes leave it as it was (a refused write that changed it anyway would fail the cells after it); any
+    other answer, or a cell that raised, has the next cell build a fresh one on emptied tables.
+    """
+
+    database: Any
+    world: World | None = None
+
+    def take(self) -> World:
+        """The current world, or a fresh one; it counts as changed until give_back."""
+        from app.db.session import get_database
+
+        world, self.world = self.world, None
+        if world is None:
+            truncate_all(get_database())
+            world = build_world(get_database())
+        return world
+
+    def give_back(self, world: World) -> None:
+        self.world = world
+
+    def clear(self) -> None:
+        """Empty the tables of the shared world, for a test that builds worlds of its own."""
+        from app.db.session import get_database
+
+        truncate_all(get_database())
+        self.world = None
+
+
+@pytest.fixture(scope="module")
+def worlds(database: Any) -> Iterator[Worlds]:
+    from app.db.session import get_database
+
+    yield Worlds(database)
+    truncate_all(get_database())
+
+
+@pytest.fixture
+def matrix_client(worlds: Worlds) -> Iterator[Any]:
+    """The conftest client, without the db fixture's emptying of every table after each cell."""
+    from fastapi.testclient import TestClient
+
+    from app import background
+    from app.auth.ratelimit import reset_limiter
+
+    app = create_app(admin_key=ADMIN_KEY, start_runner=False)
+    with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as test_client:
+        yield test_client
+    background.get_runner().stop()
+    reset_limiter()
+
+
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize("route", list(MATRIX), ids=[f"{m} {p}" for m, p in MATRIX])
-def test_status(route: tuple[str, str], caller: str, client: Any, db: Any, recorded_tasks: list[Any]) -> None:
-    world = build_world(db)
+def test_status(
+    route: tuple[str, str], caller: str, matrix_client: Any, worlds: Worlds, recorded_tasks: list[Any]
+) -> None:
+    world = worlds.take()
     method, template = route
     body, expected = MATRIX[route]
     path = template.format(
@@ -179,7 +242,9 @@ def test_status(route: tuple[str, str], caller: str, client: Any, db: Any, recor
     key = world.keys[caller]
     headers = {"Authorization": f"Bearer {key}"} if key else {"Authorization": ""}
     sent = {"data": body.fields, "files": body.files} if isinstance(body, Multipart) else {"json": body}
-    response = client.request(method, path, headers=headers, **sent)
+    response = matrix_client.request(method, path, headers=headers, **sent)
+    if method == "GET" or response.status_code in REFUSED:
+        worlds.give_back(world)
     assert response.status_code == expected[caller], response.text
     if response.status_code >= 400:
         assert response.headers["content-type"] == "application/problem+json"
@@ -196,6 +261,7 @@ LANE_ROUTES = [
 def test_the_one_statement_lane_refuses_as_the_unit_of_work_path_does(
     route: tuple[str, str],
     caller: str,
+    worlds: Worlds,
     client: Any,
     db: Any,
     recorded_tasks: list[Any],
@@ -203,8 +269,7 @@ def test_the_one_statement_lane_refuses_as_the_unit_of_work_path_does(
 ) -> None:
     """Claim and label take app/queue/fastlane.py's one statement for keys on Postgres; with it switched off
     they take the unit-of-work path. Both answer every caller with the same status and problem code."""
-    from tests.conftest import truncate_all
-
+    worlds.clear()
     answers = []
     for lane in (True, False):
         override_settings(queue_fastlane=lane)
