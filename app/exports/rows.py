@@ -28,6 +28,8 @@ __all__ = [
     "columns",
     "conversation",
     "digest",
+    "digest_head",
+    "digest_with",
     "prompt_text",
 ]
 
@@ -94,12 +96,23 @@ def digest(decided: Outcome, completed_at: str) -> int:
     every new label anywhere in the project moves: a row is re-sent when its own outcome changes."""
     # The bytes of json.dumps([result, labels, …, weight, completed_at], separators=(",", ":")), the outcome's
     # part made once per distinct outcome (a few dozen in a whole export).
-    blob = _digest_head(decided) + json.dumps(completed_at).encode() + b"]"
+    return digest_with(digest_head(decided), completed_at)
+
+
+def digest_with(head: bytes, completed_at: str) -> int:
+    """``digest`` from the outcome's part (``digest_head``) and the completing label's time."""
+    blob = head + json.dumps(completed_at).encode() + b"]"
     return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little")
 
 
+def digest_tails(completed_at: list[str]) -> list[bytes]:
+    """What ``digest_with`` appends to the head for each of many times (schemas.iso texts: digits, "-", ":",
+    ".", "T", "Z", which JSON quotes as they are): ``digest_with(h, t) == blake2b(h + tail)``."""
+    return [f'"{t}"]'.encode() for t in completed_at]
+
+
 @functools.lru_cache(maxsize=4096)
-def _digest_head(decided: Outcome) -> bytes:
+def digest_head(decided: Outcome) -> bytes:
     key = [
         decided.result,
         decided.labels,

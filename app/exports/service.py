@@ -351,19 +351,22 @@ def write_files(
     state = snapshot.StateBuilder()
     with storage.write(run.location, name) as raw:
         sink = writers.HashingSink(raw)
-        writer = writers.open_writer(run.format, run.style, run.compression, sink)
+        writer = writers.Pipelined(writers.open_writer(run.format, run.style, run.compression, sink))
         # Parquet writes a row group per batch; JSONL needs no batching beyond amortising the writes.
         batch_rows = row_group_rows if run.format == "parquet" else JSONL_BATCH_ROWS
-        batch: list[dict[str, Any]] = []
+        batch: list[Any] = []
         rows = snapshot.export_rows(
             session, run, stats, tally, beat, wanted=wanted, state=state, previous=previous
         )
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= batch_rows:
-                writer.write(batch)
-                batch = []
-        writer.write(batch)
+        try:
+            for row in rows:
+                batch.append(row)
+                if len(batch) >= batch_rows:
+                    writer.write(batch)
+                    batch = []
+            writer.write(batch)
+        finally:
+            writer.stop()
         writer.close()
     current = state.build()
     if previous is not None:

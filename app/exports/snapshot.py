@@ -13,13 +13,16 @@ an export never holds SQLite's write lock):
 from __future__ import annotations
 
 import array
-import functools
+import contextlib
 import hashlib
 import io
+import json
+import math
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,15 +30,29 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import DateTime, Engine, create_engine, event, exists, func, select, text, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Text,
+    cast,
+    create_engine,
+    event,
+    exists,
+    func,
+    literal,
+    select,
+    text,
+    type_coerce,
+)
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.pool import NullPool
 
 from app.db.session import Database
 from app.exports import rows as R
+from app.exports import writers
 from app.exports.models import ExportRun
 from app.labels import outcome
-from app.labels.repository import SIDE_COLUMNS
 from app.pairs.models import Pair, PairReview
 from app.projects.models import Project
 from app.prompts.models import Prompt, Response
@@ -57,14 +74,6 @@ def _micros(value: datetime) -> int:
 def _iso_micros(value: int) -> str:
     """``schemas.iso`` of an instant given in microseconds since the epoch."""
     return (_EPOCH + timedelta(microseconds=int(value))).isoformat(timespec="microseconds")[:-6] + "Z"
-
-
-def _stream(session: Session, query: Any, tick: Tick | None = None) -> Iterator[Any]:
-    """Core rows (no ORM loading) fetched FETCH_ROWS at a time, with a tick per batch."""
-    for partition in session.connection().execute(query).partitions():
-        yield from partition
-        if tick is not None:
-            tick()
 
 
 # ------------------------------------------------------------------------------------------- read session
@@ -150,6 +159,11 @@ def read_session(db: Database) -> Iterator[Session]:
         session.connection(
             execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
         )
+        # For this transaction only: plan the cursors for all their rows (hash joins and one sort, about
+        # half the server CPU of the first-row plan's index lookups per pair), and no JIT (its compilation
+        # took 2 s of a 200k-pair export and saved nothing).
+        session.execute(text("SET LOCAL cursor_tuple_fraction = 1"))
+        session.execute(text("SET LOCAL jit = off"))
     try:
         yield session
     finally:
@@ -182,15 +196,15 @@ class LabelStats:
             return i
         return None
 
-    def walker(self) -> Callable[[uuid.UUID], int | None]:
-        """``find`` for pair ids asked in ascending order (pass 2): a cursor over the sorted keys."""
+    def walker(self) -> Callable[[bytes], int | None]:
+        """``find`` for pair ids (their 16 bytes) asked in ascending order (pass 2): a cursor over the
+        sorted keys."""
         buffer = self.keys.tobytes()
         size = len(self.keys)
         position = 0
 
-        def find(pair_id: uuid.UUID) -> int | None:
+        def find(key: bytes) -> int | None:
             nonlocal position
-            key = pair_id.bytes
             while position < size:
                 here = buffer[16 * position : 16 * position + 16]
                 if here == key:
@@ -215,60 +229,95 @@ class LabelStats:
         }
 
 
+def _hex_id(column: Any, dialect: str) -> Any:
+    """A UUID column as its 32 lowercase hex digits, with no per-row type conversion (SQLite stores them
+    so; on Postgres the text form without dashes)."""
+    if dialect == "sqlite":
+        return type_coerce(column, Text)
+    return func.replace(cast(column, Text), "-", "")
+
+
+_SHOWN_A, _SHOWN_B = uuid.UUID(int=1), uuid.UUID(int=2)
+
+
 def label_stats(session: Session, project_id: uuid.UUID, snapshot_at: datetime, tick: Tick) -> LabelStats:
     """Pass 1: stream the snapshot's labels on non-gold pairs into compact per-pair arrays and fit DS."""
-    # On Postgres the driver's aware datetimes as they are (UTCDateTime's conversion per label cost 5% of
-    # an export); SQLite stores naive UTC text, which the column type reads.
-    labeled_at: Any = Label.labeled_at
-    if session.get_bind().dialect.name != "sqlite":
-        labeled_at = type_coerce(Label.labeled_at, DateTime(timezone=True))
+    dialect = session.get_bind().dialect.name
+    # Raw values, no per-label objects: the pair id as hex, whether response_a was shown first, and the
+    # label's time as microseconds (Postgres) or the stored text (SQLite: one fixed form, which sorts as
+    # the instants do), converted for the completing label only.
+    labeled_at: Any = type_coerce(Label.labeled_at, Text)
+    if dialect != "sqlite":
+        labeled_at = cast(func.round(func.extract("epoch", Label.labeled_at) * 1_000_000), BigInteger)
     query = (
-        select(Label.pair_id, Label.annotator, *SIDE_COLUMNS, labeled_at)
+        select(
+            _hex_id(Label.pair_id, dialect),
+            Label.annotator,
+            Label.choice,
+            Label.shown_first_response_id == Pair.response_a_id,
+            labeled_at,
+        )
         .join(Pair, Pair.id == Label.pair_id)
         .where(Label.project_id == project_id, Label.labeled_at <= snapshot_at, Pair.gold_answer.is_(None))
         .order_by(Label.pair_id, Label.annotator, Label.id)
         .execution_options(yield_per=FETCH_ROWS)
     )
     choice_index = {c: k for k, c in enumerate(R.CHOICES)}
+    # The pair side of each (choice, response_a shown first): outcome.pair_side, once for each.
+    sides = {
+        (choice, a_first): choice_index[
+            outcome.pair_side(choice, _SHOWN_A if a_first else _SHOWN_B, _SHOWN_A)
+        ]
+        for choice in R.CHOICES
+        for a_first in (True, False)
+    }
     keys = bytearray()
-    counts = array.array("i")
     completed = array.array("q")
     item_idx = array.array("i")
     annotator_idx = array.array("i")
     category_idx = array.array("b")
     annotators: dict[str, int] = {}
-    current: uuid.UUID | None = None
-    n_items = -1
-    latest = 0
+    current: str | None = None
+    n_items = 0
     seen = 0
     result = session.connection().execute(query)
+    # A partition at a time, column by column: labels come ordered by pair, so a pair starts wherever the id
+    # changes (a pair may continue from the previous partition).
     for partition in result.partitions():
-        for pair_id, annotator, choice, shown_first, response_a_id, labeled_at in partition:
-            if pair_id != current:
-                if current is not None:
-                    completed.append(latest)
-                current = pair_id
-                n_items += 1
-                keys += pair_id.bytes
-                counts.extend((0, 0, 0, 0))
-                latest = 0
-            k = choice_index[outcome.pair_side(choice, shown_first, response_a_id)]
-            counts[4 * n_items + k] += 1
-            micros = _micros(labeled_at)
-            if micros > latest:
-                latest = micros
-            item_idx.append(n_items)
-            index = annotators.get(annotator)
-            if index is None:
-                index = annotators[annotator] = len(annotators)
-            annotator_idx.append(index)
-            category_idx.append(k)
-        seen += len(partition)
+        hex_ids, names, choices, a_firsts, times = zip(*partition, strict=True)
+        size = len(hex_ids)
+        ids = np.array(hex_ids)
+        starts = np.empty(size, dtype=bool)
+        starts[0] = hex_ids[0] != current
+        np.not_equal(ids[1:], ids[:-1], out=starts[1:])
+        items = np.cumsum(starts, dtype=np.int64) + (n_items - 1)
+        begin = np.flatnonzero(starts)
+        keys += b"".join([bytes.fromhex(hex_ids[k]) for k in begin.tolist()])
+        if dialect == "sqlite":  # the stored texts, parsed by numpy
+            micros = np.array(times, dtype="datetime64[us]").astype(np.int64)
+        else:
+            micros = np.array(times, dtype=np.int64)
+        segments = begin if starts[0] else np.concatenate(([0], begin))
+        latest = np.maximum.reduceat(micros, segments)
+        if not starts[0]:  # the previous partition's last pair goes on
+            completed[-1] = max(completed[-1], int(latest[0]))
+            latest = latest[1:]
+        completed.frombytes(latest.astype(np.int64).tobytes())
+        item_idx.frombytes(items.astype(np.int32).tobytes())
+        category_idx.frombytes(
+            np.array([sides[c, bool(f)] for c, f in zip(choices, a_firsts, strict=True)], np.int8).tobytes()
+        )
+        annotator_idx.extend([annotators.setdefault(name, len(annotators)) for name in names])
+        n_items += len(begin)
+        current = hex_ids[-1]
+        seen += size
         tick()
-    if current is not None:
-        completed.append(latest)
-    n_pairs = n_items + 1
-    count_array = np.frombuffer(counts, dtype=np.int32).reshape(n_pairs, 4).copy()
+    n_pairs = n_items
+    counts = np.zeros((n_pairs, 4), dtype=np.int32)
+    np.add.at(
+        counts, (np.frombuffer(item_idx, dtype=np.int32), np.frombuffer(category_idx, dtype=np.int8)), 1
+    )
+    count_array = counts
     stats = LabelStats(
         keys=np.frombuffer(bytes(keys), dtype="S16").copy(),
         counts=count_array,
@@ -277,7 +326,7 @@ def label_stats(session: Session, project_id: uuid.UUID, snapshot_at: datetime, 
         labels=seen,
         annotators=len(annotators),
     )
-    del keys, counts, completed
+    del keys
     if n_pairs > 1 and not bool((stats.keys[1:] > stats.keys[:-1]).all()):
         # Pass 2 walks these keys in step with the pairs; both rely on the database ordering UUIDs bytewise.
         raise RuntimeError("the database does not order pair ids bytewise; exports need it")
@@ -448,33 +497,113 @@ def count_gold(session: Session, run: ExportRun) -> int:
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
-def export_rows(
-    session: Session,
-    run: ExportRun,
-    stats: LabelStats,
-    tally: Tally,
-    tick: Tick,
-    *,
-    wanted: int,
-    state: StateBuilder,
-    previous: State | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Pass 2: the export's rows in pair id order, counting every considered pair in ``tally`` and every
-    row in ``state``. With ``previous`` (the `since` export's state) only rows it lacks or holds with
-    another outcome are yielded, and the pairs it holds that are no longer rows are ``tally.retracted``."""
-    filters = run.filters or {}
-    snapshot_at = run.snapshot_at
-    # One rule (app/labels/outcome.py), computed once per distinct (counts, verdict): a few dozen per export.
-    decide = functools.lru_cache(maxsize=65_536)(outcome.decide)
-    after = filters.get("labeled_after")
-    before = filters.get("labeled_before")
-    after_micros = _micros(datetime.fromisoformat(after)) if after else None
-    before_micros = _micros(datetime.fromisoformat(before)) if before else None
-    reviewed_filter = filters.get("reviewed", "include")
-    min_agreement = filters.get("min_agreement")
-    min_posterior = filters.get("min_posterior")
-    include_partial = bool(run.include_partial)
+# The JSON text of a string as the JSONL writer encodes it (json.dumps(s, ensure_ascii=False)).
+_quote: Callable[[str], str] = json.encoder.encode_basestring
+# Every character class JSON escapes differently (controls, quote, backslash, DEL, non-ASCII, separators):
+# the database's JSON quoting is used only if it gives exactly Python's text for this.
+_PROBE = "".join(chr(c) for c in range(1, 128)) + "é€😀\u2028\u2029\ufeff\U0010ffff"
+_LINE = (
+    '{"prompt": %s, "chosen": %s, "rejected": %s, "pair_id": "%s", "prompt_external_id": %s, '
+    '"chosen_response_external_id": %s, "rejected_response_external_id": %s, "chosen_model": %s, '
+    '"rejected_model": %s, "similarity": %s, "strategy": %s, "num_labels": %s, "completed": %s, '
+    '"agreement": %s, "ds_posterior": %s, "reviewed": %s, "label_smoothing": %s, "weight": %s, '
+    '"completed_at": "%s"}\n'
+)
+_CHUNK = 4096  # pass-1 entries turned into Python values at a time
 
+
+def _json_quote(column: Any, dialect: str) -> Any:
+    """The column's JSON text (``null`` for NULL), made by the database."""
+    if dialect == "sqlite":
+        return func.json_quote(column)
+    return func.coalesce(cast(func.to_json(column), Text), "null")
+
+
+def quotes_like_python(session: Session) -> bool:
+    """Whether the database's JSON quoting of a text gives exactly Python's json.dumps(ensure_ascii=False)
+    (Postgres's to_json and SQLite's json_quote do; checked, not assumed)."""
+    dialect = session.get_bind().dialect.name
+    probe = select(_json_quote(type_coerce(literal(_PROBE), Text), dialect))
+    try:
+        with session.begin_nested() if dialect == "sqlite" else contextlib.nullcontext():
+            quoted = session.execute(probe).scalar()
+    except DBAPIError:  # no JSON functions (an SQLite built without them)
+        return False
+    return bool(quoted == _quote(_PROBE))
+
+
+def _iso_many(micros: npt.NDArray[np.int64]) -> list[str]:
+    """``_iso_micros`` of many instants at once."""
+    text = np.datetime_as_string(micros.astype("datetime64[us]"), unit="us")
+    return [t + "Z" for t in text.tolist()]
+
+
+def _json_float(value: float | None) -> str:
+    if value is None:
+        return "null"
+    if value != value or value in (math.inf, -math.inf):
+        raise ValueError("Out of range float values are not JSON compliant: " + repr(value))
+    return float.__repr__(value)
+
+
+@dataclass
+class _Group:
+    """What pass 2 needs of one distinct (label counts, verdict): decided once (app/labels/outcome.py)."""
+
+    counts: tuple[int, int, int, int]
+    decided: outcome.Outcome
+    winner: int | None
+    early: str | None  # the first reason that depends on the outcome only (before outside_labeled_range)
+    low_agreement: bool  # below_min_agreement applies
+    head: bytes  # rows.digest_head
+    outcome_json: tuple[str, str, str, str, str, str]  # num_labels … weight but ds_posterior, as JSON
+    considered: int = 0
+    exported: int = 0
+
+
+def _prefetched(session: Session, query: Any) -> Iterator[Sequence[Any]]:
+    """The query's rows, FETCH_ROWS at a time, fetched one batch ahead by a thread: the database (and the
+    driver, which lets go of the GIL while it waits) works on the next batch while this one is written."""
+    result = session.connection().execute(query)
+    batches: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for partition in result.partitions():
+                if not put(partition):
+                    return
+            put(done)
+        except BaseException as exc:  # raised again by the consumer
+            put(exc)
+
+    thread = threading.Thread(target=fetch, name="export-fetch", daemon=True)
+    thread.start()
+    try:
+        while (item := batches.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+        result.close()
+
+
+def pass2_query(run: ExportRun, dialect: str, quoted: bool) -> Any:
+    """Pass 2's query: the pairs with a label by the snapshot, by id, with their prompt (JSON text), both
+    responses (as JSON texts when ``quoted``) and the newest review verdict made by the snapshot."""
+    snapshot_at = run.snapshot_at
     ra, rb = aliased(Response), aliased(Response)
     verdict = (
         select(PairReview.verdict)
@@ -484,19 +613,24 @@ def export_rows(
         .correlate(Pair)
         .scalar_subquery()
     )
-    query = (
+
+    def text_of(column: Any) -> Any:
+        return _json_quote(column, dialect) if quoted else column
+
+    prompt_json = type_coerce(Prompt.prompt, Text) if dialect == "sqlite" else cast(Prompt.prompt, Text)
+    return (
         select(
-            Pair.id,
+            _hex_id(Pair.id, dialect),
             Pair.similarity,
             Pair.strategy,
-            Prompt.external_id,
-            Prompt.prompt,
-            ra.external_id,
-            ra.model,
-            ra.text,
-            rb.external_id,
-            rb.model,
-            rb.text,
+            text_of(Prompt.external_id),
+            prompt_json,
+            text_of(ra.external_id),
+            text_of(ra.model),
+            text_of(ra.text),
+            text_of(rb.external_id),
+            text_of(rb.model),
+            text_of(rb.text),
             verdict,
         )
         .join(Prompt, Prompt.id == Pair.prompt_id)
@@ -511,83 +645,235 @@ def export_rows(
         .execution_options(yield_per=FETCH_ROWS)
     )
 
+
+def export_rows(
+    session: Session,
+    run: ExportRun,
+    stats: LabelStats,
+    tally: Tally,
+    tick: Tick,
+    *,
+    wanted: int,
+    state: StateBuilder,
+    previous: State | None = None,
+) -> Iterator[str | tuple[Any, ...]]:
+    """Pass 2: the export's rows in pair id order, counting every considered pair in ``tally`` and every
+    row in ``state``. With ``previous`` (the `since` export's state) only rows it lacks or holds with
+    another outcome are yielded, and the pairs it holds that are no longer rows are ``tally.retracted``.
+
+    A row is its JSONL line (format jsonl) or a tuple of its values in column order (parquet): the same
+    values as ``rows.build_row``'s dict, without building one per row. The outcome is decided once per
+    distinct (label counts, verdict) by ``outcome.decide``; the texts come quoted as JSON from the
+    database when its quoting matches Python's (``quotes_like_python``)."""
+    filters = run.filters or {}
+    after = filters.get("labeled_after")
+    before = filters.get("labeled_before")
+    after_micros = _micros(datetime.fromisoformat(after)) if after else None
+    before_micros = _micros(datetime.fromisoformat(before)) if before else None
+    reviewed_filter = filters.get("reviewed", "include")
+    min_agreement = filters.get("min_agreement")
+    min_posterior = filters.get("min_posterior")
+    include_partial = bool(run.include_partial)
+    jsonl = run.format != "parquet"
+    conversational = run.style == "conversational"
+    dialect = session.get_bind().dialect.name
+    quoted = jsonl and quotes_like_python(session)
+    query = pass2_query(run, dialect, quoted)
+
     tally.excluded["gold"] = count_gold(session, run)
     tally.considered += tally.excluded["gold"]
-    find = stats.walker()
-    held = previous.walker() if previous is not None else None
-    for row in _stream(session, query, tick):
-        (pair_id, similarity, strategy, external_id, prompt, a_ext, a_model, a_text, b_ext, b_model, b_text,
-         review) = row  # fmt: skip
-        i = find(pair_id)
-        if i is None:  # cannot happen within one consistent read: never skip a pair silently
-            raise RuntimeError(f"pair {pair_id} has labels by the snapshot but was not seen in pass 1")
-        done = int(stats.completed[i])
-        c0, c1, c2, c3 = stats.counts[i].tolist()
-        counts = (c0, c1, c2, c3)
-        tally.considered += 1
-        for k in range(4):
-            tally.labels_considered[k] += counts[k]
-        decided = decide(counts, review, wanted)
+
+    def group_of(counts: tuple[int, int, int, int], review: str | None) -> _Group:
+        decided = outcome.decide(counts, review, wanted)
         winner = decided.winner
-        posterior = (
-            round(float(stats.posteriors[i, winner]), 6)
-            if stats.posteriors is not None and winner is not None
-            else None
-        )
-        reason: str | None = None
+        early: str | None = None
         if not decided.completed and not include_partial:
-            reason = "partial"
+            early = "partial"
         elif winner is None:
-            reason = decided.reason or "tied_majority"
+            early = decided.reason or "tied_majority"
         elif reviewed_filter == "exclude" and decided.reviewed:
-            reason = "reviewed"
+            early = "reviewed"
         elif reviewed_filter == "only" and not decided.reviewed:
-            reason = "not_reviewed"
-        elif (after_micros is not None and done < after_micros) or (
-            before_micros is not None and done >= before_micros
-        ):
-            reason = "outside_labeled_range"
-        elif (
+            early = "not_reviewed"
+        low_agreement = (
             min_agreement is not None
             and not decided.reviewed
             and (decided.agreement is None or decided.agreement < min_agreement)
-        ):
-            reason = "below_min_agreement"
-        elif (
-            min_posterior is not None
-            and not decided.reviewed
-            and (posterior is None or posterior < min_posterior)
-        ):
-            reason = "below_min_posterior"
-        if reason is not None:
-            tally.excluded[reason] += 1
-            continue
-        completed_at = _iso_micros(done)
-        digest = R.digest(decided, completed_at)
-        state.add(pair_id.bytes, digest)
-        if held is not None:
-            before_digest = held(pair_id.bytes)
-            if before_digest == digest:
-                tally.unchanged += 1
-                continue
-            if before_digest is not None:
-                tally.replaced.append(str(pair_id))
-        tally.rows += 1
-        tally.reviewed_rows += int(decided.reviewed)
-        tally.partial_rows += int(not decided.completed)
-        for k in range(4):
-            tally.labels_exported[k] += counts[k]
-        yield R.build_row(
-            style=run.style,
-            pair_id=pair_id,
-            prompt=prompt,
-            prompt_external_id=external_id,
-            side_a=R.Side(a_ext, a_model, a_text),
-            side_b=R.Side(b_ext, b_model, b_text),
-            similarity=similarity,
-            strategy=strategy,
-            decided=decided,
-            ds_posterior=posterior,
-            completed_at=completed_at,
         )
+        encode = writers.JSON.encode
+        outcome_json = (
+            encode(decided.labels),
+            encode(decided.completed),
+            encode(decided.agreement),
+            encode(decided.reviewed),
+            encode(decided.label_smoothing),
+            encode(decided.weight),
+        )
+        return _Group(counts, decided, winner, early, low_agreement, R.digest_head(decided), outcome_json)
+
+    groups: dict[tuple[tuple[int, int, int, int], str | None], _Group] = {}
+    find = stats.walker()
+    held = previous.walker() if previous is not None else None
+    posteriors = stats.posteriors
+    lo = hi = 0
+    counts_chunk: list[tuple[int, int, int, int]] = []
+    done_chunk: list[int] = []
+    iso_chunk: list[str] = []
+    tail_chunk: list[bytes] = []
+    blake2b = hashlib.blake2b  # rows.digest_with, its outcome part (head) and time (tail) made in bulk
+    posterior_chunk: list[list[float]] = []
+    add_state = state.add
+    replaced = tally.replaced
+    excluded = tally.excluded
+    strategies: dict[str, str] = {}
+    repr_float, isfinite = float.__repr__, math.isfinite
+    rows = unchanged = reviewed_rows = partial_rows = 0
+    for batch in _prefetched(session, query):
+        tally.considered += len(batch)
+        for hex_id, similarity, strategy, prompt_ext, prompt_json, a_ext, a_model, a_text, b_ext, b_model, \
+                b_text, review in batch:  # fmt: skip
+            key = bytes.fromhex(hex_id)
+            i = find(key)
+            if i is None:  # cannot happen within one consistent read: never skip a pair silently
+                missing = uuid.UUID(hex_id)
+                raise RuntimeError(f"pair {missing} has labels by the snapshot but was not seen in pass 1")
+            if not lo <= i < hi:
+                lo, hi = i, min(i + _CHUNK, len(stats.keys))
+                counts_chunk = [tuple(c) for c in stats.counts[lo:hi].tolist()]
+                done_chunk = stats.completed[lo:hi].tolist()
+                iso_chunk = _iso_many(stats.completed[lo:hi])
+                tail_chunk = R.digest_tails(iso_chunk)
+                if posteriors is not None:
+                    posterior_chunk = posteriors[lo:hi].tolist()
+            j = i - lo
+            counts = counts_chunk[j]
+            group = groups.get((counts, review))
+            if group is None:
+                group = groups[counts, review] = group_of(counts, review)
+            group.considered += 1
+            winner = group.winner
+            posterior = None
+            if posteriors is not None and winner is not None:
+                posterior = round(posterior_chunk[j][winner], 6)
+            reason = group.early
+            if reason is None:
+                done = done_chunk[j]
+                if (after_micros is not None and done < after_micros) or (
+                    before_micros is not None and done >= before_micros
+                ):
+                    reason = "outside_labeled_range"
+                elif group.low_agreement:
+                    reason = "below_min_agreement"
+                elif (
+                    min_posterior is not None
+                    and not group.decided.reviewed
+                    and (posterior is None or posterior < min_posterior)
+                ):
+                    reason = "below_min_posterior"
+            if reason is not None:
+                excluded[reason] += 1
+                continue
+            completed_at = iso_chunk[j]
+            digest = int.from_bytes(blake2b(group.head + tail_chunk[j], digest_size=8).digest(), "little")
+            add_state(key, digest)
+            if held is not None:
+                before_digest = held(key)
+                if before_digest == digest:
+                    unchanged += 1
+                    continue
+                if before_digest is not None:
+                    replaced.append(str(uuid.UUID(hex_id)))
+            rows += 1
+            group.exported += 1
+            pair_id = f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"
+            a_side, b_side = (a_ext, a_model, a_text), (b_ext, b_model, b_text)
+            c_ext, c_model, c_text = a_side if winner == R.A else b_side
+            r_ext, r_model, r_text = b_side if winner == R.A else a_side
+            # The stored JSON of a string prompt with no escape in it is that string's JSON text as it is.
+            plain = prompt_json[0] == '"' and prompt_json[-1] == '"' and "\\" not in prompt_json
+            if jsonl:
+                if not quoted:
+                    prompt_ext = _quote(prompt_ext)
+                    c_ext = "null" if c_ext is None else _quote(c_ext)
+                    r_ext = "null" if r_ext is None else _quote(r_ext)
+                    c_model = "null" if c_model is None else _quote(c_model)
+                    r_model = "null" if r_model is None else _quote(r_model)
+                    c_text, r_text = _quote(c_text), _quote(r_text)
+                if conversational:
+                    if plain:
+                        prompt = '[{"role": "user", "content": ' + prompt_json + "}]"
+                    else:
+                        prompt = writers.JSON.encode(R.conversation(json.loads(prompt_json)))
+                    c_text = '[{"role": "assistant", "content": ' + c_text + "}]"
+                    r_text = '[{"role": "assistant", "content": ' + r_text + "}]"
+                else:
+                    prompt = prompt_json if plain else _quote(R.prompt_text(json.loads(prompt_json)))
+                quoted_strategy = strategies.get(strategy)
+                if quoted_strategy is None:
+                    quoted_strategy = strategies[strategy] = _quote(strategy)
+                labels_json, completed_json, agreement_json, reviewed_json, smoothing_json, weight_json = (
+                    group.outcome_json
+                )
+                yield _LINE % (
+                    prompt,
+                    c_text,
+                    r_text,
+                    pair_id,
+                    prompt_ext,
+                    c_ext,
+                    r_ext,
+                    c_model,
+                    r_model,
+                    repr_float(similarity) if isfinite(similarity) else _json_float(similarity),
+                    quoted_strategy,
+                    labels_json,
+                    completed_json,
+                    agreement_json,
+                    "null" if posterior is None else _json_float(posterior),
+                    reviewed_json,
+                    smoothing_json,
+                    weight_json,
+                    completed_at,
+                )
+            else:
+                decided = group.decided
+                prompt_value: Any = prompt_json[1:-1] if plain else json.loads(prompt_json)
+                if conversational:
+                    prompt_value = R.conversation(prompt_value)
+                    c_text = [{"role": "assistant", "content": c_text}]
+                    r_text = [{"role": "assistant", "content": r_text}]
+                else:
+                    prompt_value = R.prompt_text(prompt_value)
+                yield (
+                    prompt_value,
+                    c_text,
+                    r_text,
+                    pair_id,
+                    prompt_ext,
+                    c_ext,
+                    r_ext,
+                    c_model,
+                    r_model,
+                    float(similarity),
+                    strategy,
+                    decided.labels,
+                    decided.completed,
+                    decided.agreement,
+                    posterior,
+                    decided.reviewed,
+                    decided.label_smoothing,
+                    decided.weight,
+                    completed_at,
+                )
+        tick()
+    for group in groups.values():
+        for k in range(4):
+            tally.labels_considered[k] += group.counts[k] * group.considered
+            tally.labels_exported[k] += group.counts[k] * group.exported
+        reviewed_rows += group.exported * int(group.decided.reviewed)
+        partial_rows += group.exported * int(not group.decided.completed)
+    tally.rows += rows
+    tally.unchanged += unchanged
+    tally.reviewed_rows += reviewed_rows
+    tally.partial_rows += partial_rows
     tick()

@@ -11,13 +11,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import queue
+import threading
 import zlib
+from collections.abc import Sequence
 from typing import Any, BinaryIO, Protocol
 
 from app.exports.rows import METADATA_COLUMNS
 
 GZIP_LEVEL = 6
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 
 MEDIA_TYPES = {
     ("jsonl", "none"): "application/x-ndjson",
@@ -74,7 +77,7 @@ class HashingSink:
 
 
 class Writer(Protocol):
-    def write(self, rows: list[dict[str, Any]]) -> None: ...
+    def write(self, rows: Sequence[Any]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -87,11 +90,15 @@ class JsonlWriter:
         )
         self._out: Any = self._gzip if self._gzip is not None else sink
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
+    def write(self, rows: Sequence[dict[str, Any] | str]) -> None:
+        """Rows as dicts (column order), or as their lines already encoded (snapshot.export_rows)."""
         if rows:
-            # json.dumps(r, ensure_ascii=False, allow_nan=False) builds an encoder per call; one does it all.
-            encode = _JSON.encode
-            text = "".join([encode(r) + "\n" for r in rows])
+            if isinstance(rows[0], str):
+                text = "".join(rows)  # type: ignore[arg-type]
+            else:
+                # json.dumps(r, ensure_ascii=False, allow_nan=False) builds an encoder per call; one does all.
+                encode = JSON.encode
+                text = "".join([encode(r) + "\n" for r in rows])
             self._out.write(text.encode("utf-8"))
 
     def close(self) -> None:
@@ -151,17 +158,63 @@ class ParquetWriter:
             store_schema=True,
         )
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
+    def write(self, rows: Sequence[dict[str, Any] | tuple[Any, ...]]) -> None:
+        """Rows as dicts, or as tuples of the values in column order (snapshot.export_rows); a row group."""
         if rows:
             # Column by column (what Table.from_pylist does row by row, at a fraction of the cost).
             names = self._schema.names
-            columns = {name: [r[name] for r in rows] for name in names}
+            if isinstance(rows[0], tuple):
+                columns = dict(zip(names, zip(*rows, strict=True), strict=True))
+            else:
+                columns = {name: [r[name] for r in rows] for name in names}
             table = self._pa.Table.from_pydict(columns, schema=self._schema)
             self._writer.write_table(table, row_group_size=len(rows))
 
     def close(self) -> None:
         self._writer.close()
         self._stream.flush()
+
+
+class Pipelined:
+    """A writer whose batches are encoded, compressed, hashed and stored by a thread of their own, in the
+    order given (so the bytes are the same), while the caller makes the next batch: zlib, hashlib, pyarrow
+    and file writes let go of the GIL. At most ``depth`` batches wait; an error in the thread is raised by
+    the next ``write`` or by ``close``."""
+
+    def __init__(self, writer: Writer, depth: int = 2) -> None:
+        self._writer = writer
+        self._batches: queue.Queue[Sequence[Any] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="export-write", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._batches.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.write(batch)
+                except BaseException as exc:  # raised in the caller's thread
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def write(self, rows: Sequence[Any]) -> None:
+        self._raise()
+        if rows:
+            self._batches.put(rows)
+
+    def stop(self) -> None:
+        """Let the thread finish what it holds and end (also after an error elsewhere)."""
+        if self._thread.is_alive():
+            self._batches.put(None)
+            self._thread.join()
+
+    def close(self) -> None:
+        self.stop()
+        self._raise()
+        self._writer.close()
 
 
 def open_writer(fmt: str, style: str, compression: str, sink: HashingSink) -> Writer:
