@@ -19,12 +19,8 @@ from app.config import get_settings
 from app.db.session import get_database
 from app.errors import install_handlers
 from app.logging import configure_logging
-from app.middleware import (
-    BodySizeLimitMiddleware,
-    RequestIdMiddleware,
-    SQLiteSerializeMiddleware,
-    UnexpectedErrorMiddleware,
-)
+from app.middleware import EdgeMiddleware
+from app.queue.edge import QueueRoutes
 from app.web.router import mount_web
 
 log = logging.getLogger(__name__)
@@ -59,15 +55,14 @@ def create_app(*, admin_key: str | None = None, start_runner: bool | None = None
         swagger.install(app)
     app.state.admin_key = admin_key if admin_key is not None else configured_admin_key()
     install_handlers(app)
-    app.add_middleware(UnexpectedErrorMiddleware)  # innermost: its 500 gets the request id
-    app.add_middleware(metrics.RequestMetricsMiddleware)
-    app.add_middleware(RequestIdMiddleware)
-    if settings.is_sqlite:
-        app.add_middleware(SQLiteSerializeMiddleware)
+    # One plain ASGI layer for the body cap, SQLite's writer lock, the request id, the metrics and the 500
+    # (app/middleware.py); it serves the queue's claim and label itself when it can (app/queue/edge.py).
     app.add_middleware(
-        BodySizeLimitMiddleware,
+        EdgeMiddleware,
         max_bytes=settings.max_body_bytes,
         streamed_max_bytes=settings.max_upload_bytes,
+        serialize_sqlite=settings.is_sqlite,
+        queue_routes=QueueRoutes(app),
     )
     app.include_router(api_router)
     app.include_router(health.router)  # /readyz

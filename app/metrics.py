@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -28,7 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 from sqlalchemy import func, select
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from app.config import get_settings
 from app.db.base import utcnow
@@ -159,34 +158,6 @@ def metrics(request: Request) -> Response:
         if not secrets.compare_digest(sent.encode(), f"Bearer {token}".encode()):
             raise Unauthorized("/metrics needs Authorization: Bearer <REAL_METRICS_TOKEN>")
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
-
-
-class RequestMetricsMiddleware:
-    """Times each HTTP request by its route template (FastAPI puts the matched route in the scope), so
-    /v1/projects/<id>/stats is one series, not one per project; an unmatched path counts as "unmatched"."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            REQUEST_SECONDS.labels(scope.get("method", ""), route_template(scope), str(status)).observe(
-                time.perf_counter() - started
-            )
 
 
 def route_template(scope: Scope) -> str:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import JSONResponse
+from starlette.datastructures import State
 
 from app.api.clock import NowDep
 from app.api.deps import AnnotatorDep, BearerDep, SessionDep, credentials_of
 from app.api.responses import problems
+from app.auth.guard import Credentials
 from app.config import get_settings
 from app.quality import service as quality
 from app.queue import fastlane, service
@@ -32,11 +34,12 @@ from app.queue.schemas import (
 router = APIRouter(tags=["queue"])
 
 
-def _limiter(request: Request) -> CapacityLimiter:
-    """At most REAL_QUEUE_CONCURRENCY claims and labels at once in this app; the rest wait on its loop."""
-    limiter: CapacityLimiter | None = getattr(request.app.state, "queue_limiter", None)
+def limiter_of(state: State) -> CapacityLimiter:
+    """At most REAL_QUEUE_CONCURRENCY claims and labels at once in this app (its ``app.state``); the rest
+    wait on its loop."""
+    limiter: CapacityLimiter | None = getattr(state, "queue_limiter", None)
     if limiter is None:  # made on first use: an anyio limiter belongs to the running event loop
-        limiter = request.app.state.queue_limiter = CapacityLimiter(get_settings().queue_concurrency)
+        limiter = state.queue_limiter = CapacityLimiter(get_settings().queue_concurrency)
     return limiter
 
 
@@ -66,14 +69,22 @@ async def claim(
     body: ClaimRequest | None = None,
 ) -> Response:
     """Lease the most informative free pair to the caller (or, for admins, to `annotator`)."""
+    return await serve_claim(
+        limiter_of(request.app.state), credentials_of(request, credentials), project_id, now, body
+    )
+
+
+async def serve_claim(
+    limiter: CapacityLimiter,
+    credentials: Credentials,
+    project_id: uuid.UUID,
+    now: datetime,
+    body: ClaimRequest | None,
+) -> Response:
+    """The claim route's work and answer (app/queue/edge.py serves it without the route, too)."""
     # One thread hop for the whole unit of work (auth, claim, commit): the queue's hot path.
     annotator, instructions, result = await to_thread.run_sync(
-        fastlane.claim_request,
-        credentials_of(request, credentials),
-        project_id,
-        now,
-        body,
-        limiter=_limiter(request),
+        fastlane.claim_request, credentials, project_id, now, body, limiter=limiter
     )
     if isinstance(result, str):
         return Response(
@@ -136,7 +147,25 @@ async def label(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Store the choice for a live assignment; the same request again returns the first result (200)."""
-    credentials_ = credentials_of(request, credentials)
+    return await serve_label(
+        limiter_of(request.app.state),
+        credentials_of(request, credentials),
+        assignment_id,
+        body,
+        now,
+        idempotency_key,
+    )
+
+
+async def serve_label(
+    limiter: CapacityLimiter,
+    credentials: Credentials,
+    assignment_id: uuid.UUID,
+    body: LabelRequest,
+    now: datetime,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    """The label route's work and answer (app/queue/edge.py serves it without the route, too)."""
     arrived = time.monotonic()
 
     def work() -> tuple[StoredLabel, bool]:
@@ -144,9 +173,9 @@ async def label(
         # the limiter, and an export of a snapshot counts on a label being written within moments of its
         # labeled_at (app/exports/snapshot.settle), or two exports of one snapshot could differ.
         started = now + timedelta(seconds=time.monotonic() - arrived)
-        return fastlane.label_request(credentials_, assignment_id, body, started, idempotency_key)
+        return fastlane.label_request(credentials, assignment_id, body, started, idempotency_key)
 
-    stored, created = await to_thread.run_sync(work, limiter=_limiter(request))
+    stored, created = await to_thread.run_sync(work, limiter=limiter)
     return JSONResponse(_label_read(stored).model_dump(mode="json"), status_code=201 if created else 200)
 
 
