@@ -59,8 +59,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 REQUEST_TIMEOUT_S = 30.0
-# Label Studio CE 1.23.2, gunicorn x4 on Postgres, same 2-core machine (shared/research/peers-labelstudio.md).
-LABEL_STUDIO_RT_S = {1: 3.85, 10: 7.19, 50: 5.33}
 
 
 # ----------------------------------------------------------------------------------------------- HTTP client
@@ -513,12 +511,9 @@ def print_table(rows: list[Row]) -> None:
             f"| {r.double} | {r.checks['labels']:,} | {'queue empty' if r.log.exhausted else 'time'} "
             f"| {r.server_cpu_s * 1000 / per:.1f} | {pg} | {r.log.client_cpu_s * 1000 / per:.2f} |"
         )
-    ls = ", ".join(f"{LABEL_STUDIO_RT_S[n]} at {n}" for n in sorted(LABEL_STUDIO_RT_S))
-    print(
-        f"\nFor scale: Label Studio CE 1.23.2 (gunicorn ×4, Postgres, same kind of 2-core machine, "
-        f"shared/research/peers-labelstudio.md): {ls} annotators round trips/s (3.9 / 7.2 / 5.3); "
-        "claim p99 169 / 964 / 6,577 ms."
-    )
+    # No peer figures here: numbers from another run are not comparable with this one. Label Studio is
+    # measured side by side, same client and same run, by bench/peer.sh (docs/benchmarks.md).
+    print("\nPeer comparison: bench/peer.sh measures Label Studio and real-align side by side in one run.")
 
 
 def main(argv: list[str] | None = None) -> int:
