@@ -366,6 +366,8 @@ def write_files(
                     batch = []
             writer.write(batch)
         finally:
+            # On an error too: the rows' fetching thread and the writer's end before the session does.
+            rows.close()
             writer.stop()
         writer.close()
     current = state.build()

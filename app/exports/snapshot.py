@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -656,7 +656,7 @@ def export_rows(
     wanted: int,
     state: StateBuilder,
     previous: State | None = None,
-) -> Iterator[str | tuple[Any, ...]]:
+) -> Generator[str | tuple[Any, ...]]:
     """Pass 2: the export's rows in pair id order, counting every considered pair in ``tally`` and every
     row in ``state``. With ``previous`` (the `since` export's state) only rows it lacks or holds with
     another outcome are yielded, and the pairs it holds that are no longer rows are ``tally.retracted``.
