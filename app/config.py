@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     # The reward model (app/active): refit after this many new decided pairs (each quality aggregation
     # checks), once at least reward_min_pairs are decided; its L2 strength and cross-validation folds.
     reward_refit_every_pairs: int = Field(default=25, ge=1)
+    # ... and at least this fraction of the pairs the newest fit used: a fit's cost grows with the pairs it
+    # reads, so refits space out as a project grows (all refits together cost a few full fits, not one per
+    # 25 labels; at 0.1 a fit of 10,000 pairs is followed by one at 11,000).
+    reward_refit_growth: float = Field(default=0.1, ge=0)
     reward_min_pairs: int = Field(default=10, ge=2)
     reward_l2: float = Field(default=1.0, gt=0)
     reward_cv_folds: int = Field(default=5, ge=2, le=20)

@@ -32,15 +32,14 @@ def get_reward_model(project: ProjectDep, session: SessionDep) -> RewardModelSta
     """The current Bradley–Terry reward model (on response embeddings, from the decided pairs) and its
     history, with cross-validated accuracy and log-loss."""
     settings = get_settings()
-    fits = [
-        RewardModelRead.model_validate(fit, from_attributes=True)
-        for fit in service.history(session, project.id)
-    ]
+    history = service.history(session, project.id)
+    fits = [RewardModelRead.model_validate(fit, from_attributes=True) for fit in history]
     return RewardModelState(
         current=fits[0] if fits else None,
         history=fits,
         decided_pairs=service.decided_pairs(session, project.id),
         refit_every_pairs=settings.reward_refit_every_pairs,
+        next_refit_at_pairs=service.next_refit_at(history[0] if history else None),
         min_pairs=settings.reward_min_pairs,
     )
 

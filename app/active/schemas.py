@@ -37,6 +37,10 @@ class RewardModelState(BaseModel):
         description="Non-gold pairs a response won, by the exports' rule, as of the last quality aggregation."
     )
     refit_every_pairs: int = Field(description="A refit is asked for after this many new decided pairs.")
+    next_refit_at_pairs: int = Field(
+        description="The decided pairs at which the next automatic refit is asked for (refits space out as "
+        "the project grows: at least REAL_REWARD_REFIT_GROWTH more than the newest fit used)."
+    )
     min_pairs: int = Field(description="No fit before this many decided pairs.")
 
 

@@ -8,6 +8,7 @@ Dawid–Skene posterior of the winner when the last quality aggregation computed
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -169,15 +170,23 @@ def fit_project(session: Session, project: Project, now: datetime) -> RewardMode
     return row
 
 
-def schedule_refit_if_due(session: Session, project_id: uuid.UUID, decided_pairs: int) -> bool:
-    """Ask for a refit after this unit of work commits when REAL_REWARD_REFIT_EVERY_PAIRS more pairs are
-    decided than the newest fit used (and at least REAL_REWARD_MIN_PAIRS are)."""
+def next_refit_at(current: RewardModelFit | None) -> int:
+    """How many decided pairs make an automatic refit due: REAL_REWARD_MIN_PAIRS before the first fit;
+    then REAL_REWARD_REFIT_EVERY_PAIRS more than the newest fit used, and at least REAL_REWARD_REFIT_GROWTH
+    of them more."""
     settings = get_settings()
-    if decided_pairs < settings.reward_min_pairs:
-        return False
-    current = latest(session, project_id)
-    used = current.pairs_used if current is not None else 0
-    if decided_pairs - used < settings.reward_refit_every_pairs and current is not None:
+    if current is None:
+        return settings.reward_min_pairs
+    used = current.pairs_used
+    return max(
+        used + max(settings.reward_refit_every_pairs, math.ceil(settings.reward_refit_growth * used)),
+        settings.reward_min_pairs,
+    )
+
+
+def schedule_refit_if_due(session: Session, project_id: uuid.UUID, decided_pairs: int) -> bool:
+    """Ask for a refit after this unit of work commits when ``decided_pairs`` reached ``next_refit_at``."""
+    if decided_pairs < next_refit_at(latest(session, project_id)):
         return False
     send_after_commit(session, REFIT_TASK, project_id=str(project_id))
     return True
