@@ -41,41 +41,15 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-def uuid7_many(count: int) -> list[uuid.UUID]:
-    """``count`` UUIDv7s in creation order, as ``uuid7`` makes them, for a bulk insert: one lock and one
-    read of the random source for all of them (``uuid7`` one at a time was 15% of a big upload's CPU)."""
-    global _last_millis, _sequence
-    if count <= 0:
-        return []
-    noise = os.urandom(8 * count)
-    out: list[uuid.UUID] = []
-    with _lock:
-        millis = time.time_ns() // 1_000_000
-        if millis > _last_millis:
-            _last_millis = millis
-            _sequence = int.from_bytes(os.urandom(2), "big") & 0x3FF
-        else:
-            _sequence += 1
-        for k in range(count):
-            if _sequence > 0xFFF:  # counter exhausted: borrow the next millisecond
-                _last_millis += 1
-                _sequence = 0
-            head = ((_last_millis & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (_sequence << 64) | (0b10 << 62)
-            rand = int.from_bytes(noise[8 * k : 8 * k + 8], "big") & ((1 << 62) - 1)
-            out.append(uuid.UUID(int=head | rand))
-            _sequence += 1
-        _sequence -= 1  # the last one used, as uuid7 leaves it
-    return out
-
-
 # Where the 32 hex digits go in the 36 characters of a UUID's canonical text (the rest are dashes).
 _HEX_AT = [i for i in range(36) if i not in (8, 13, 18, 23)]
 
 
 def uuid7_texts(count: int) -> list[str]:
-    """``count`` UUIDv7s in creation order as their canonical text (``str(uuid)``), made as ``uuid7_many``
-    makes them (same clock, counter and lock) but built for a whole batch at once with numpy: a COPY into
-    Postgres reads the text, and no ``uuid.UUID`` object is made per row."""
+    """``count`` UUIDv7s in creation order as their canonical text (``str(uuid)``), as ``count`` calls of
+    ``uuid7`` would make them (same clock, counter and lock) but for a whole batch at once with numpy and one
+    read of the random source: a COPY into Postgres reads the text, and no ``uuid.UUID`` object is made per
+    row (``uuid7`` one at a time was 15% of a big upload's CPU)."""
     global _last_millis, _sequence
     if count <= 0:
         return []
@@ -88,8 +62,8 @@ def uuid7_texts(count: int) -> list[str]:
         else:
             _sequence += 1
         first_millis, first_sequence = _last_millis, _sequence
-        # uuid7_many's loop, closed form: the k-th id counts first_sequence + k, borrowing a millisecond
-        # each time the 12-bit counter runs over.
+        # uuid7's counter for count ids, closed form: the k-th id counts first_sequence + k, borrowing a
+        # millisecond each time the 12-bit counter runs over.
         last = first_sequence + count - 1
         _last_millis, _sequence = first_millis + last // 4096, last % 4096
     counter = np.arange(first_sequence, first_sequence + count, dtype=np.uint64)
