@@ -26,16 +26,22 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def label(session: Session, pair: Pair, annotator: str, choice: str, when: datetime) -> Label:
-    """A label in pair terms ("a" = response_a won), submitted at `when` (response_a shown first)."""
+def label(
+    session: Session, pair: Pair, annotator: str, choice: str, when: datetime, *, b_first: bool = False
+) -> Label:
+    """A label in pair terms ("a" = response_a won), submitted at `when` (response_a shown first); with
+    ``b_first`` response_b was shown first and ``choice`` is in screen terms ("a" = the one shown first)."""
     slot = session.scalars(select(PairSlot).where(PairSlot.pair_id == pair.id).limit(1)).one()
+    first, second = (
+        (pair.response_b_id, pair.response_a_id) if b_first else (pair.response_a_id, pair.response_b_id)
+    )
     assignment = Assignment(
         project_id=pair.project_id,
         pair_id=pair.id,
         slot_id=slot.id,
         annotator=annotator,
-        shown_first_response_id=pair.response_a_id,
-        shown_second_response_id=pair.response_b_id,
+        shown_first_response_id=first,
+        shown_second_response_id=second,
         status=AssignmentStatus.LABELED,
         lease_expires_at=when + timedelta(minutes=10),
         ended_at=when,
@@ -49,7 +55,7 @@ def label(session: Session, pair: Pair, annotator: str, choice: str, when: datet
         pair_id=pair.id,
         annotator=annotator,
         choice=choice,
-        shown_first_response_id=pair.response_a_id,
+        shown_first_response_id=first,
         labeled_at=when,
         request_sha256="0" * 64,
         created_at=when,

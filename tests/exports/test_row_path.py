@@ -10,7 +10,6 @@ patched in, and the two must agree on the data file's sha256, the state file and
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,9 +17,8 @@ from sqlalchemy import select
 
 from app.exports import snapshot
 from app.exports.snapshot import _iso_many, _iso_micros, quotes_like_python
-from app.pairs.models import Pair, PairSlot
+from app.pairs.models import Pair
 from app.prompts.models import Prompt, Response
-from app.queue.models import Assignment, AssignmentStatus, Label
 from tests.exports import reference
 from tests.exports.helpers import at, label, manifest, review, run_export
 from tests.factories import make_pairs, make_project
@@ -47,40 +45,6 @@ PROMPTS: list[Any] = [
 SIMILARITIES = [0.5, 1 / 3, 1e-7, 0.1 + 0.2, 0.0, -0.25, 123456.789, 1e22]
 
 
-def _label_b_first(session: Any, pair: Pair, annotator: str, choice: str, minutes: float) -> None:
-    """A label made with response_b shown first (``choice`` in screen terms)."""
-    when = at(minutes)
-    slot = session.scalars(select(PairSlot).where(PairSlot.pair_id == pair.id).limit(1)).one()
-    assignment = Assignment(
-        project_id=pair.project_id,
-        pair_id=pair.id,
-        slot_id=slot.id,
-        annotator=annotator,
-        shown_first_response_id=pair.response_b_id,
-        shown_second_response_id=pair.response_a_id,
-        status=AssignmentStatus.LABELED,
-        lease_expires_at=when + timedelta(minutes=10),
-        ended_at=when,
-        created_at=when - timedelta(seconds=30),
-    )
-    session.add(assignment)
-    session.flush()
-    session.add(
-        Label(
-            assignment_id=assignment.id,
-            project_id=pair.project_id,
-            pair_id=pair.id,
-            annotator=annotator,
-            choice=choice,
-            shown_first_response_id=pair.response_b_id,
-            labeled_at=when,
-            request_sha256="0" * 64,
-            created_at=when,
-        )
-    )
-    session.flush()
-
-
 def seed(db: Any) -> Any:
     with db.session() as s:
         project = make_project(s, annotations_per_pair=2)
@@ -104,12 +68,12 @@ def seed(db: Any) -> Any:
                 label(s, pair, "ann1", "a", at(minute))
                 label(s, pair, "ann2", "a", at(minute + 0.5))
             elif kind == 1:  # b, shown first, twice
-                _label_b_first(s, pair, "ann1", "a", minute)
-                _label_b_first(s, pair, "ann3", "a", minute + 0.25)
+                label(s, pair, "ann1", "a", at(minute), b_first=True)
+                label(s, pair, "ann3", "a", at(minute + 0.25), b_first=True)
             elif kind == 2:  # split 2-1
                 label(s, pair, "ann1", "b", at(minute))
                 label(s, pair, "ann2", "b", at(minute + 0.1))
-                _label_b_first(s, pair, "ann3", "b", minute + 0.3)  # screen b = response_a
+                label(s, pair, "ann3", "b", at(minute + 0.3), b_first=True)  # screen b = response_a
             elif kind == 3:  # one label: partial
                 label(s, pair, "ann2", "a", at(minute))
             elif kind == 4:  # split, a verdict decides
