@@ -155,20 +155,25 @@ def seed_queue(stack: Stack, project_id: str, pairs: int, slots: int = 1) -> Non
         conn.execute(text("ANALYZE"))
 
 
+def post_retrying(api: httpx.Client, url: str, body: dict[str, Any]) -> httpx.Response:
+    """POST as a well-behaved client does: right after the Postgres scenario a pooled connection of an API
+    process may still be a dead one, and the API answers 503 ("retry shortly", nothing stored); retry it."""
+    answer = api.post(url, json=body)
+    for _ in range(10):
+        if answer.status_code != 503:
+            break
+        time.sleep(0.5)
+        answer = api.post(url, json=body)
+    return answer
+
+
 def annotator_keys(stack: Stack, project_id: str, count: int, name: str) -> list[str]:
     """One annotator principal and key per simulated annotator, member of the project (POST /v1/keys)."""
     made = []
     with stack.client() as api:
         for n in range(count):
             body = {"role": "annotator", "name": f"{name}-{n}", "projects": [project_id]}
-            answer = api.post("/v1/keys", json=body)
-            # Right after the Postgres scenario a pooled connection may still be a dead one: the API answers
-            # 503 ("retry shortly", nothing stored), and a client retries, as this does.
-            for _ in range(10):
-                if answer.status_code != 503:
-                    break
-                time.sleep(0.5)
-                answer = api.post("/v1/keys", json=body)
+            answer = post_retrying(api, "/v1/keys", body)
             assert answer.status_code == 201, answer.text
             made.append(answer.json()["key"])
     return made

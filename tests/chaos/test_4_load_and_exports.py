@@ -20,7 +20,15 @@ from urllib.parse import urlsplit
 import pytest
 
 from bench.queue import percentile, run_cell
-from tests.chaos.harness import Stack, annotator_keys, double_labels, report, seed_queue, wait_until
+from tests.chaos.harness import (
+    Stack,
+    annotator_keys,
+    double_labels,
+    post_retrying,
+    report,
+    seed_queue,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(480)]
 
@@ -36,7 +44,9 @@ def _ms(values: list[float]) -> str:
 
 def test_100_annotators_for_2_minutes_with_exports_of_one_snapshot(stack: Stack) -> None:
     with stack.client() as api:
-        pid = api.post("/v1/projects", json={"name": "chaos: load"}).json()["id"]
+        created = post_retrying(api, "/v1/projects", {"name": "chaos: load"})
+        assert created.status_code == 201, created.text
+        pid = created.json()["id"]
     t0 = time.monotonic()
     seed_queue(stack, pid, PAIRS)
     seeded_s = time.monotonic() - t0
