@@ -3,6 +3,7 @@ is lost on the network sent again with the same Idempotency-Key, stored once."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,11 @@ def test_a_label_whose_answer_is_lost_is_sent_again_and_stored_once(
     first, _, _ = shown(page)
     page.keyboard.press("1")
     page.wait_for_function("() => document.querySelector('#progress').dataset.labels === '1'", timeout=15_000)
+    # The stored label can show in the progress before the route handler's fetch has returned (a loaded
+    # machine): wait, letting Playwright run the handlers, until the page's retry has gone through the route.
+    deadline = time.monotonic() + 15
+    while len(lost) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
     assert len(lost) >= 2
     assert lost[0]
     assert set(lost) == {lost[0]}  # every try carried the same Idempotency-Key
