@@ -58,9 +58,15 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=500)
     db_max_overflow: int = Field(default=10, ge=0, le=500)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
-    # A liveness round trip before every checkout costs one query per request; without it a connection the
-    # server dropped (a restart) fails one request with 503, which invalidates the pool so the next ones
-    # reconnect. Turn it on where idle connections are cut often (some proxies and cloud databases).
+    # A pooled connection that sat idle in the pool longer than this many seconds gets a liveness round trip
+    # on checkout (app/db/session.py), so one the server dropped meanwhile (a restart) is replaced before a
+    # request uses it. A busy process checks its connections back out within milliseconds and never pings;
+    # a quiet one pays one round trip per request. 0 pings every checkout (as db_pool_pre_ping); negative or
+    # None never pings, and then a dropped connection fails one request with 503, which invalidates the
+    # pool so the next ones reconnect. Not used on SQLite (no server to drop a connection).
+    db_ping_after_idle_s: float | None = 1.0
+    # A liveness round trip before every checkout, whatever the idle time (SQLAlchemy's pool_pre_ping);
+    # when on, db_ping_after_idle_s adds nothing. For where connections are cut often (some proxies).
     db_pool_pre_ping: bool = False
     db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)

@@ -11,7 +11,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from app.config import Settings, get_settings
 from app.db import after_commit
@@ -140,14 +143,52 @@ def build_engine(settings: Settings) -> Engine:
     connect_args: dict[str, Any] = {}
     if url.startswith("postgresql") and settings.db_statement_timeout_ms:
         connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
-    return create_engine(
+    idle_s = settings.db_ping_after_idle_s
+    pre_ping = settings.db_pool_pre_ping or idle_s == 0  # a ping on every checkout is SQLAlchemy's own
+    engine = create_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=settings.db_pool_pre_ping,
+        pool_pre_ping=pre_ping,
         pool_recycle=settings.db_pool_recycle_seconds,
         connect_args=connect_args,
     )
+    if not pre_ping and idle_s is not None and idle_s > 0:
+        _ping_after_idle(engine, idle_s)
+    return engine
+
+
+_CHECKED_IN_AT = "real_checked_in_at"  # key in a pooled connection's info: time.monotonic() of its checkin
+
+
+def _ping_after_idle(engine: Engine, idle_s: float) -> None:
+    """Ping a pooled connection on checkout when it sat in the pool longer than `idle_s` seconds.
+
+    SQLAlchemy's "custom pessimistic disconnect handling": a failed ping raises InvalidatePoolError, so the
+    pool replaces this connection and every other one opened before now (after a restart all of them are
+    dead, including those idle too briefly to be pinged), and the checkout goes on with a new connection. A
+    connection checked back out within `idle_s` (every one of a busy process) costs two clock reads and no
+    round trip; a fresh connection (its info is cleared on connect) is not pinged either. The ping is the
+    dialect's (on psycopg one `SELECT 1` outside a transaction), as pool_pre_ping sends.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
+        if dbapi_connection is not None:  # None: invalidated, nothing to time
+            record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(
+        dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+    ) -> None:
+        checked_in_at = record.info.get(_CHECKED_IN_AT)
+        if checked_in_at is None or time.monotonic() - checked_in_at <= idle_s:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            raise InvalidatePoolError(f"ping after {idle_s} s idle failed: {error}") from error
 
 
 def _configure_sqlite(engine: Engine, settings: Settings) -> None:
