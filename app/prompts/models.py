@@ -58,7 +58,9 @@ class Response(TimestampMixin, Base):
     __tablename__ = "response"
     __table_args__ = (
         UniqueConstraint("prompt_id", "position"),
-        Index("ix_response_text_sha256", "text_sha256"),
+        # Equality lookups only (which responses have these texts); on Postgres a hash index: a btree on
+        # 64 hex characters in random order cost an upload more than the rows themselves (docs/benchmarks.md).
+        Index("ix_response_text_sha256", "text_sha256", postgresql_using="hash"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7)
