@@ -347,29 +347,30 @@ def write_files(
     wanted = session.get_one(Project, run.project_id).annotations_per_pair
     inputs = snapshot.inputs(session, run.project_id, run.snapshot_at)
     previous = previous_state(session, run)
-    stats = snapshot.label_stats(session, run.project_id, run.snapshot_at, beat)
-    state = snapshot.StateBuilder()
-    with storage.write(run.location, name) as raw:
-        sink = writers.HashingSink(raw)
-        writer = writers.Pipelined(writers.open_writer(run.format, run.style, run.compression, sink))
-        # Parquet writes a row group per batch; JSONL needs no batching beyond amortising the writes.
-        batch_rows = row_group_rows if run.format == "parquet" else JSONL_BATCH_ROWS
-        batch: list[Any] = []
-        rows = snapshot.export_rows(
-            session, run, stats, tally, beat, wanted=wanted, state=state, previous=previous
-        )
-        try:
-            for row in rows:
-                batch.append(row)
-                if len(batch) >= batch_rows:
-                    writer.write(batch)
-                    batch = []
-            writer.write(batch)
-        finally:
-            # On an error too: the rows' fetching thread and the writer's end before the session does.
-            rows.close()
-            writer.stop()
-        writer.close()
+    with snapshot.frozen_heap():
+        stats = snapshot.label_stats(session, run.project_id, run.snapshot_at, beat)
+        state = snapshot.StateBuilder()
+        with storage.write(run.location, name) as raw:
+            sink = writers.HashingSink(raw)
+            writer = writers.Pipelined(writers.open_writer(run.format, run.style, run.compression, sink))
+            # Parquet writes a row group per batch; JSONL needs no batching beyond amortising the writes.
+            batch_rows = row_group_rows if run.format == "parquet" else JSONL_BATCH_ROWS
+            batch: list[Any] = []
+            rows = snapshot.export_rows(
+                session, run, stats, tally, beat, wanted=wanted, state=state, previous=previous
+            )
+            try:
+                for row in rows:
+                    batch.append(row)
+                    if len(batch) >= batch_rows:
+                        writer.write(batch)
+                        batch = []
+                writer.write(batch)
+            finally:
+                # On an error too: the rows' fetching thread and the writer's end before the session does.
+                rows.close()
+                writer.stop()
+            writer.close()
     current = state.build()
     if previous is not None:
         tally.retracted = snapshot.retracted(previous, current)
