@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     bootstrap_admin_key: SecretStr | None = None
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    # On CPU a model batch also stops at this many padded tokens (its texts × its longest text): texts are
+    # embedded shortest first, so long answers go a few at a time and short ones embedding_batch_size at a
+    # time, which CPU caches like (long AlpacaEval answers 1.1–1.2× faster than batches of 32: docs/
+    # benchmarks.md). 0: embedding_batch_size texts a batch, whatever their length. Accelerators ignore it.
+    embedding_batch_tokens: int = Field(default=1536, ge=0)
     # Tokens kept per response when a causal LM embeds (the paper used 128 and 512); further capped by the
     # model's positions. Sentence-transformers models keep their own max_seq_length. Vectors are keyed by
     # (model, text), so change this together with the model name, or old vectors are reused.

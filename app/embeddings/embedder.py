@@ -228,6 +228,26 @@ def _batches(count: int, size: int) -> list[range]:
     return [range(start, min(start + size, count)) for start in range(0, count, size)]
 
 
+def _token_batches(lengths: Sequence[int], size: int, tokens: int) -> list[range]:
+    """Consecutive batches of at most ``size`` texts whose padded size (texts × the longest one) stays
+    within ``tokens``; a text longer than ``tokens`` alone is a batch. With ``tokens`` 0, batches of
+    ``size``. Lengths in ascending order pad least (``Tokenized.length_order``)."""
+    if tokens <= 0:
+        return _batches(len(lengths), size)
+    out: list[range] = []
+    start = 0
+    while start < len(lengths):
+        end, width = start + 1, lengths[start]
+        while end < len(lengths) and end - start < size:
+            wider = max(width, lengths[end])
+            if (end - start + 1) * wider > tokens:
+                break
+            end, width = end + 1, wider
+        out.append(range(start, end))
+        start = end
+    return out
+
+
 def _padded(ids: list[list[int]], pad_id: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Right-padded input ids and their attention mask, as int64 arrays."""
     width = max((len(x) for x in ids), default=0)
@@ -265,6 +285,7 @@ class Embedder:
             self.model.max_seq_length = min(spec.max_seq_length, int(self.model.max_seq_length or 512))
         self.max_seq_length = int(self.model.max_seq_length or 512)
         self.batch_size = settings.embedding_batch_size
+        self.batch_tokens = settings.embedding_batch_tokens if self.device == "cpu" else 0
         self.tokenizer_threads = settings.embedding_tokenizer_threads
         self.pad_token_id = int(self.model.tokenizer.pad_token_id or 0)
         self.uses_token_types = "token_type_ids" in getattr(self.model.tokenizer, "model_input_names", [])
@@ -352,7 +373,7 @@ class Embedder:
 
     def embed(self, tokens: Tokenized) -> npt.NDArray[np.float32]:
         """Vectors for pre-tokenized texts in their order (callers sort by length), batch by batch."""
-        batches = _batches(len(tokens), self.batch_size)
+        batches = _token_batches([len(x) for x in tokens.ids], self.batch_size, self.batch_tokens)
         if not batches:
             dim = int(self.model.get_embedding_dimension())
             return np.zeros((0, dim), dtype=np.float32)

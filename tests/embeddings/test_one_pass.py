@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.config import DEFAULT_EMBEDDING_MODEL, get_settings
 from app.embeddings import service
 from app.embeddings.codec import from_bytes
-from app.embeddings.embedder import Embedder, Tokenized, get_embedder
+from app.embeddings.embedder import Embedder, Tokenized, _token_batches, get_embedder
 from app.embeddings.models import Embedding
 from app.embeddings.tasks import embed_prompts
 from app.pairs.models import Pair
@@ -95,6 +95,28 @@ class TestEncode:
         plain = minilm.encode(texts).vectors
         monkeypatch.setattr(minilm, "overlap", True)  # the accelerator path: next batch padded in a thread
         monkeypatch.setattr(minilm, "batch_size", 3)
+        np.testing.assert_allclose(minilm.encode(texts).vectors, plain, atol=2e-6)
+
+    def test_batches_stop_at_the_text_count_or_the_padded_token_budget(self) -> None:
+        lengths = [3, 3, 4, 10, 10, 10, 40, 300, 300]
+        batches = _token_batches(lengths, 4, 32)
+        assert [list(b) for b in batches] == [[0, 1, 2], [3, 4, 5], [6], [7], [8]]
+        for b in batches:  # each within both caps, or a single text over the budget
+            assert len(b) <= 4
+            assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 32
+        # Any order: the padded width is the batch's longest text, not its last one.
+        assert [list(b) for b in _token_batches([10, 2, 2, 2], 8, 24)] == [[0, 1], [2, 3]]
+        assert [list(b) for b in _token_batches([1] * 10, 4, 1000)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+        assert [list(b) for b in _token_batches(lengths, 4, 0)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+        assert _token_batches([], 4, 32) == []
+
+    def test_token_budget_batches_give_the_same_vectors(
+        self, minilm: Embedder, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        texts = real_texts()
+        monkeypatch.setattr(minilm, "batch_tokens", 0)  # batches of batch_size texts, whatever their length
+        plain = minilm.encode(texts).vectors
+        monkeypatch.setattr(minilm, "batch_tokens", 300)  # long texts one at a time, short ones together
         np.testing.assert_allclose(minilm.encode(texts).vectors, plain, atol=2e-6)
 
     def test_length_order_is_shortest_first_and_stable(self) -> None:
