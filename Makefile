@@ -56,7 +56,7 @@ bench: install-test
 	$(BIN)/python -m bench.queue --seconds 10 --annotators 1,50 --db postgres
 	$(BIN)/python -m bench.ingest --batches 5 --upload --upload-prompts 20000
 	$(BIN)/python -m bench.export --pairs 20000 --db postgres,sqlite
-	$(BIN)/python -m bench.pipeline --prompts 20 --answers 5 --shapes embedded
+	$(BIN)/python -m bench.pipeline --prompts 20 --answers 5 --shapes embedded --rounds 2
 	$(BIN)/python -m bench.backends --prompts 20
 
 # The deep schema fuzz: 200 examples per operation and role (make test runs 25).

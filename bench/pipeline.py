@@ -1,7 +1,7 @@
 """Ingest → every prompt paired, against the notebook a user would write instead, on the same answers.
 
     python -m bench.pipeline [--prompts 40] [--answers 5] [--repeat 1] [--shapes embedded,production]
-                             [--rounds 1] [--profile DIR]
+                             [--rounds 1] [--profile DIR] [--setting REAL_NAME=VALUE]
 
 The same N real answers (the first --prompts prompts of data/simulation/alpaca_eval_500x8.jsonl.gz with their
 first --answers responses; with --repeat R each prompt is ingested R times under new external ids, i.e. every
@@ -18,10 +18,14 @@ text R times) go through:
   --concurrency 1` process, measured the same way.
 
 Each service shape is warmed first (one tiny ingest loads the model), and a notebook run precedes each
-service run, so every ratio compares runs made seconds apart on the same machine. Prints responses/s and
-the ratio service / notebook per shape. --profile DIR records the server (embedded) or the worker
-(production) with py-spy during the measured ingest (raw collapsed stacks, DIR/<shape>.txt) and prints
-where its samples went.
+service run, so every ratio compares runs made seconds apart on the same machine. After each measured
+ingest the service is left to finish what follows it (prompt texts, neighbour indexes) until its processes
+are idle, so that work never overlaps the next notebook run (it did before, and flattered later rounds).
+With --rounds N each round has its own prompts; the last row per shape is all rounds together (total
+responses over total seconds), the figure to quote: per-round ratios move with the texts drawn. Prints
+responses/s and the ratio service / notebook per shape. --profile DIR records the server (embedded) or the
+worker (production) with py-spy during the measured ingest (raw collapsed stacks, DIR/<shape>.txt) and
+prints where its samples went.
 """
 
 from __future__ import annotations
@@ -281,6 +285,7 @@ def run_shape(
     pg_admin_url: str,
     redis_url: str,
     profile: Path | None,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[float]:
     """Seconds per measured ingest of each round's items, one per call of ``next``, on a warmed service of
     this shape."""
@@ -294,6 +299,7 @@ def run_shape(
         redis.Redis.from_url(redis_url).flushdb()
         env = base_env(create_pg_database(pg_admin_url, pg_name), admin_key)
         env["REAL_BROKER_URL"] = redis_url
+    env.update(settings or {})
     try:
         migrate(env, tmp)
         port = free_port()
@@ -306,10 +312,41 @@ def run_shape(
                     out = profile / f"{shape}-{round_}.txt" if profile else None
                     with profiled(target if profile else None, out):
                         seconds = ingest_and_wait(port, admin_key, items, f"{shape} {round_}", 3600)
+                    wait_idle([api.pid] + ([proc.pid] if proc is not None else []))
                     yield seconds
     finally:
         if shape == "production":
             drop_pg_database(pg_admin_url, pg_name)
+
+
+def wait_idle(pids: list[int], timeout: float = 120.0) -> None:
+    """Until these processes use under 5% of a core over half a second (the work that follows an ingest,
+    prompt texts and neighbour indexes, is done), or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = tree_cpu_seconds(pids)
+        time.sleep(0.5)
+        if tree_cpu_seconds(pids) - before < 0.025:
+            return
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of these processes and their children (a Celery worker's pool processes)."""
+    from bench.ingest import cpu_seconds
+
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    tree = set(pids)
+    while grown := {pid for pid, parent in parents.items() if parent in tree} - tree:
+        tree |= grown
+    total = 0.0
+    for pid in tree:
+        with suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
 
 
 @contextmanager
@@ -329,6 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", default="embedded,production")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--profile", type=Path, help="py-spy raw stacks of the service into this folder")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="REAL_NAME=VALUE",
+        help="a setting for the service's processes (repeatable), e.g. REAL_EMBEDDING_BATCH_TOKENS=0",
+    )
     parser.add_argument(
         "--pg-admin-url",
         default=os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
@@ -356,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
         for shape in [s.strip() for s in args.shapes.split(",") if s.strip()]:
-            runs = run_shape(shape, rounds, tmp, args.pg_admin_url, args.redis_url, args.profile)
+            settings = dict(s.split("=", 1) for s in args.setting)
+            runs = run_shape(shape, rounds, tmp, args.pg_admin_url, args.redis_url, args.profile, settings)
             try:
                 for round_, items in enumerate(rounds, start=1):
                     notebook_s = run_notebook(model, items, tmp / "notebook.jsonl")
@@ -377,7 +422,14 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| shape | round | notebook responses/s | service responses/s | service / notebook |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for shape, round_, nb, svc, ratio in rows:
-        print(f"| {shape} | {round_} | {nb:.1f} | {svc:.1f} | **{ratio:.2f}** |")
+        print(f"| {shape} | {round_} | {nb:.1f} | {svc:.1f} | {ratio:.2f} |")
+        if round_ == args.rounds and args.rounds > 1:  # all rounds together: total texts over total seconds
+            mine = [r for r in rows if r[0] == shape]
+            n_all = [sum(len(i["responses"]) for i in items) for items in rounds]
+            nb_s = sum(n / r[2] for n, r in zip(n_all, mine, strict=True))
+            svc_s = sum(n / r[3] for n, r in zip(n_all, mine, strict=True))
+            total = sum(n_all)
+            print(f"| {shape} | all | {total / nb_s:.1f} | {total / svc_s:.1f} | **{nb_s / svc_s:.2f}** |")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     return 0
 
