@@ -49,9 +49,11 @@ from typing import Any
 
 from bench.queue import (
     VENV_BIN,
+    cpu_seconds,
     create_pg_database,
     drop_pg_database,
     free_port,
+    process_tree,
     server,
     stop_process,
 )
@@ -332,21 +334,7 @@ def wait_idle(pids: list[int], timeout: float = 120.0) -> None:
 
 def tree_cpu_seconds(pids: list[int]) -> float:
     """CPU seconds of these processes and their children (a Celery worker's pool processes)."""
-    from bench.ingest import cpu_seconds
-
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with suppress(OSError):
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    tree = set(pids)
-    while grown := {pid for pid, parent in parents.items() if parent in tree} - tree:
-        tree |= grown
-    total = 0.0
-    for pid in tree:
-        with suppress(OSError):
-            total += cpu_seconds(pid)
-    return total
+    return sum(cpu_seconds(p) for pid in pids for p in process_tree(pid))
 
 
 @contextmanager
